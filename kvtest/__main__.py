@@ -1,0 +1,3 @@
+from kvtest.cli import main
+
+raise SystemExit(main())
