@@ -1,0 +1,132 @@
+"""The expectation model on hand-computed cases (V1 tokens with the n-1 cap, V0 block hit rate, eviction)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kvtest.expect import (
+    ClusterModel,
+    V0HitRate,
+    V0Node,
+    V1Node,
+    builtin_tokenize,
+    expect,
+    load_tokenizer,
+    main,
+)
+from kvtest.workload.dataset import DatasetSpec, build, write
+
+P = ["10.0.13.1:8100", "10.0.13.1:8101", "10.0.13.1:8102", "10.0.13.1:8103"]
+D = ["10.0.14.1:8200", "10.0.14.1:8201", "10.0.14.1:8202", "10.0.14.1:8203"]
+
+
+def test_v1_second_identical_request_hits_all_full_blocks_below_the_n_minus_1_cap():
+    node = V1Node(block_size=4)
+    node.serve(list(range(10)), 5)
+    node.serve(list(range(10)), 5)
+    assert (node.requests, node.queries, node.hits) == (2, 20, 8)
+
+
+def test_v1_prompt_of_whole_blocks_recomputes_its_last_block():
+    node = V1Node(block_size=4)
+    node.serve(list(range(8)), 1)
+    node.serve(list(range(8)), 1)
+    assert node.hits == 4  # (8 - 1) // 4 blocks: vLLM never serves the last prompt token from cache
+
+
+def test_v1_longest_prefix_stops_at_the_first_miss():
+    node = V1Node(block_size=2)
+    node.serve([1, 2, 3, 4, 5, 6, 7], 1)
+    node.serve([1, 2, 9, 9, 5, 6, 7], 1)  # block 2 would match on its own tokens, but its prefix differs
+    assert node.hits == 2
+
+
+def test_v1_lru_evicts_a_finished_requests_tail_blocks_first():
+    node = V1Node(block_size=2, num_gpu_blocks=5)  # 4 usable: block 0 is the null block
+    a, b = [1, 2, 3, 4, 5], [7, 8, 9, 10, 11]
+    node.serve(a, 1)  # 3 blocks: [1,2] [1..4] cached, [5] partial; freed tail first
+    node.serve(b, 1)  # 1 fresh block, then the free queue head: a's partial block, then a's [1..4]
+    node.serve(a, 1)
+    assert node.hits == 2  # [1,2] survived, [1..4] was evicted
+
+
+def test_v0_counts_full_prompt_blocks_and_evicts_least_recent_deepest():
+    node = V0Node(block_size=2, num_gpu_blocks=4)
+    a, b = [1, 2, 3, 4, 5], [7, 8, 9, 10, 11]
+    node.serve(a, 1)
+    node.serve(b, 1)
+    node.serve(a, 1)
+    assert (node.block_queries, node.block_hits) == (6, 1)
+
+
+def test_v0_gauge_reproduces_the_seeds_50_and_90_percent():
+    tok = builtin_tokenize
+    twenty = build(DatasetSpec(strategy="Designate", request_num=20, prefill=P, decode=D))
+    rows = expect(twenty, tok, repeat=2)
+    assert set(rows) == {P[0], D[0]}  # the other nodes get no request at all
+    assert rows[P[0]].v0_hit_rate == 0.5 and rows[D[0]].v0_hit_rate == 0.5
+    ten = build(
+        DatasetSpec(strategy="Designate", request_num=10, prefill=[P[3]], decode=[D[3]], same_prefix_batch=10)
+    )
+    rows = expect(ten, tok)
+    assert rows[P[3]].v0_hit_rate == pytest.approx(0.9, abs=1e-12)
+    n = len(tok(ten[0].prompt))
+    assert rows[P[3]].queries == 10 * n
+    assert rows[P[3]].hits == 9 * ((n - 1) // 16 * 16)  # V1 counts tokens and caps at n-1: below 90%
+    assert rows[P[3]].hit_rate < 0.9
+
+
+def test_v0_gauge_arithmetic_folds_every_thousand_queries():
+    rate = V0HitRate()
+    for i in range(2500):
+        rate.query(i % 3 == 0)
+    hits = sum(1 for i in range(2500) if i % 3 == 0)
+    assert rate.num_completed_blocks == 2
+    assert rate.value() == pytest.approx(hits / 2500, rel=1e-9)
+    assert V0HitRate().value() == 0.0
+
+
+def test_store_flow_gives_decode_external_hits_and_prefill_max_tokens_1():
+    tok = builtin_tokenize
+    reqs = build(DatasetSpec(strategy="Designate", request_num=1, prefill=[P[0]], decode=[D[0]]))
+    n = len(tok(reqs[0].prompt))
+    rows = expect(reqs, tok, connector="store")
+    assert rows[D[0]].external_hits == (n - 1) // 16 * 16
+    assert rows[D[0]].external_queries == n and rows[P[0]].external_hits == 0
+    isolated = expect(reqs, tok, connector="store", shared_hash_seed=False)
+    assert isolated[D[0]].external_hits == 0  # no common PYTHONHASHSEED: the decode finds nothing
+
+
+def test_random_strategy_spreads_the_first_run_so_hits_fall_below_rr():
+    tok = builtin_tokenize
+    rnd = build(DatasetSpec(strategy="Random", request_num=20, prefill=P, decode=D, seed=5))
+    model = ClusterModel(tok)
+    model.run(rnd)
+    model.run(build(DatasetSpec(strategy="Random", request_num=20, prefill=P, decode=D, seed=6)))
+    rows = model.counters()
+    total_hits = sum(r.block_hits for r in rows.values())
+    total_q = sum(r.block_queries for r in rows.values())
+    assert 0 < total_hits / total_q < 0.5
+
+
+def test_small_pool_that_cannot_hold_a_request_is_an_error():
+    with pytest.raises(ValueError, match="does not fit"):
+        V1Node(block_size=4, num_gpu_blocks=2).serve(list(range(20)), 1)
+
+
+def test_tokenizer_loader_uses_the_model_dir_and_falls_back_to_builtin():
+    tok = load_tokenizer("fixtures/models/tiny-llama")
+    assert tok("Hello") != builtin_tokenize("Hello")
+    assert load_tokenizer("Qwen/Qwen2.5-7B")("a b") == builtin_tokenize("a b")
+
+
+def test_cli_prints_json_per_node(tmp_path, capsys):
+    path = write(
+        tmp_path / "d.jsonl", build(DatasetSpec(strategy="Designate", request_num=20, prefill=P, decode=D))
+    )
+    assert main(["--datapath", str(path), "--repeat", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[P[0]]["v0_hit_rate"] == 0.5 and rows[P[0]]["requests"] == 40
+    assert main(["--datapath", str(tmp_path / "missing.jsonl")]) == 2
