@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from kvtest.report import table
 from kvtest.workload.dataset import DatasetRequest, read
 
 Tokenize = Callable[[str], list[int]]
@@ -418,24 +419,22 @@ def format_table(rows: Iterable[NodeExpectation]) -> str:
         "v0_blocks",
         "v0_hit_rate",
     )
-    lines = [head]
-    for r in rows:
-        lines.append(
+    return table.render(
+        head,
+        (
             (
                 r.node,
                 ",".join(r.roles),
-                str(r.requests),
-                str(r.queries),
-                str(r.hits),
+                r.requests,
+                r.queries,
+                r.hits,
                 f"{r.hit_rate:.1%}",
-                str(r.external_hits),
+                r.external_hits,
                 f"{r.block_hits}/{r.block_queries}",
                 f"{r.v0_hit_rate:.1%}",
             )
-        )
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in lines
+            for r in rows
+        ),
     )
 
 
