@@ -10,7 +10,7 @@ import respx
 from kvtest.metrics.cli import main
 from kvtest.metrics.scrape import Snapshot, delta, parse, scrape_all
 
-V1_TEXT = """# HELP vllm:prefix_cache_queries_total Prefix cache queries, in terms of number of queried tokens.
+V1_TEXT = """# HELP vllm:prefix_cache_queries_total Prefix cache queries, in queried tokens.
 # TYPE vllm:prefix_cache_queries_total counter
 vllm:prefix_cache_queries_total{engine="0",model_name="m"} %(q)s
 # HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.

@@ -82,7 +82,10 @@ async def test_non_streaming_and_transport_errors():
 
 @respx.mock
 async def test_concurrency_keeps_results_in_dataset_order():
-    respx.post(URL).mock(side_effect=lambda r: httpx.Response(200, content=sse(chunk(json.loads(r.content)["user"]))))
+    def echo_user(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=sse(chunk(json.loads(request.content)["user"])))
+
+    respx.post(URL).mock(side_effect=echo_user)
     results = await send_all("http://proxy:8000", reqs(6), concurrency=3)
     assert [r.index for r in results] == list(range(6))
     assert [r.text for r in results] == [r.user for r in reqs(6)]
@@ -92,7 +95,8 @@ def test_cli_exit_code_names_failed_requests(tmp_path, capsys):
     path = write(tmp_path / "d.jsonl", reqs(2))
     with respx.mock:
         respx.post(URL).mock(side_effect=[httpx.Response(200, content=sse(chunk("x"))), httpx.Response(500)])
-        rc = send_main(["--proxy", "http://proxy:8000", "--datapath", str(path), "--out", str(tmp_path / "r.jsonl")])
+        out = str(tmp_path / "r.jsonl")
+        rc = send_main(["--proxy", "http://proxy:8000", "--datapath", str(path), "--out", out])
     assert rc == 1
     captured = capsys.readouterr()
     assert "1/2 requests succeeded" in captured.out
