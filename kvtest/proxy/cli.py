@@ -1,0 +1,102 @@
+"""`kvtest proxy`: run the P/D proxy until SIGINT/SIGTERM.
+
+    kvtest proxy --port 8000 --prefill http://10.0.13.1:8100 --decode http://10.0.14.1:8200 \\
+        --strategy round_robin --flow store
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+from kvtest.proxy.config import FLOWS, STRATEGIES, ProxyConfig
+from kvtest.proxy.server import PDProxy
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kvtest proxy", description="P/D disaggregation proxy for vLLM nodes")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed on start)")
+    p.add_argument("--prefill", nargs="+", required=True, metavar="URL", help="prefill node URLs")
+    p.add_argument("--decode", nargs="+", required=True, metavar="URL", help="decode node URLs")
+    p.add_argument("--strategy", choices=STRATEGIES, default="round_robin")
+    p.add_argument("--flow", choices=FLOWS, default="store")
+    p.add_argument("--connect-timeout", type=float, default=5.0, metavar="S")
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="longest silence allowed between two reads from a backend",
+    )
+    p.add_argument("--health-timeout", type=float, default=2.0, metavar="S")
+    p.add_argument(
+        "--allow-any-designation",
+        action="store_true",
+        help="let the user field designate nodes that are not configured (an open relay: beware)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
+    p.add_argument(
+        "--bootstrap-port",
+        type=int,
+        nargs="+",
+        default=[8998],
+        metavar="PORT",
+        help="MooncakeConnector bootstrap port: one for all prefill nodes or one per node",
+    )
+    p.add_argument("--prefix-block-chars", type=int, default=64)
+    p.add_argument("--prefix-block-tokens", type=int, default=16)
+    p.add_argument("--prefix-blocks", type=int, default=4)
+    p.add_argument("--prefix-load-factor", type=float, default=1.25)
+    p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ProxyConfig:
+    return ProxyConfig(
+        prefill=args.prefill,
+        decode=args.decode,
+        strategy=args.strategy,
+        flow=args.flow,
+        host=args.host,
+        port=args.port,
+        connect_timeout=args.connect_timeout,
+        read_timeout=args.read_timeout,
+        health_timeout=args.health_timeout,
+        allow_any_designation=args.allow_any_designation,
+        seed=args.seed,
+        bootstrap_port=args.bootstrap_port,
+        prefix_block_chars=args.prefix_block_chars,
+        prefix_block_tokens=args.prefix_block_tokens,
+        prefix_blocks=args.prefix_blocks,
+        prefix_load_factor=args.prefix_load_factor,
+        max_body_bytes=args.max_body_bytes,
+    )
+
+
+async def _serve(config: ProxyConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with PDProxy(config) as proxy:
+        print(
+            f"kvtest proxy on {proxy.url} strategy={config.strategy} flow={config.flow} "
+            f"prefill={','.join(config.prefill)} decode={','.join(config.decode)}",
+            flush=True,
+        )
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"kvtest proxy: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(config))
+    return 0
