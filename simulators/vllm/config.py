@@ -1,0 +1,164 @@
+"""SimConfig: one typed config, fields named after `vllm serve` flags (sim_* for the fake's own).
+
+`parse_serve_args(argv)` reads a `vllm serve` command line. Flags the fake does not model are accepted
+and returned as `unknown` (the CLI reports them once on stderr), never an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_NUM_GPU_BLOCKS = 8192
+DEFAULT_MAX_MODEL_LEN = 4096  # bare model names; a model dir uses config.json's max_position_embeddings
+
+
+@dataclass
+class SimConfig:
+    model: str = "tiny"
+    served_model_name: list[str] | str | None = None
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: pick a free port
+    block_size: int = 16
+    num_gpu_blocks_override: int | None = None
+    max_model_len: int | None = None
+    max_num_seqs: int = 256
+    enable_prefix_caching: bool = True
+    prefix_caching_hash_algo: str = "sha256"
+    kv_transfer_config: dict[str, Any] | None = None
+    tokenizer: str | None = None
+    enable_prompt_tokens_details: bool = False
+    seed: int = 0
+    # the fake's own
+    sim_metrics: str = "v1"  # v1 | v0 | both
+    sim_prefill_base_ms: float = 0.0
+    sim_ttft_ms_per_token: float = 0.0
+    sim_itl_ms: float = 0.0
+    sim_external_ms_per_token: float = 0.0
+    sim_virtual_clock: bool = False
+    sim_enable_admin: bool = False
+    sim_fail_rate: float = 0.0
+    sim_fail_status: int = 503
+    sim_delay_ms: float = 0.0
+    sim_hang_rate: float = 0.0
+    sim_drop_rate: float = 0.0
+    sim_drop_after_tokens: int = 1
+    sim_never_ready: bool = False
+    sim_version: str = "0.32.0"  # what /version reports
+    sim_startup_delay_ms: float = 0.0  # /health answers 503 this long after start
+    sim_env: dict[str, str] | None = field(
+        default=None, repr=False
+    )  # PYTHONHASHSEED source; None: os.environ
+
+    def __post_init__(self) -> None:
+        if self.sim_metrics not in ("v1", "v0", "both"):
+            raise ValueError(f"sim_metrics must be v1, v0 or both, not {self.sim_metrics!r}")
+        if self.block_size <= 0:
+            raise ValueError("block_size must be positive")
+        if self.max_num_seqs <= 0:
+            raise ValueError("max_num_seqs must be positive")
+        if self.prefix_caching_hash_algo not in ("sha256", "sha256_cbor", "xxhash", "xxhash_cbor"):
+            raise ValueError(f"unsupported prefix_caching_hash_algo {self.prefix_caching_hash_algo!r}")
+
+    @property
+    def model_names(self) -> list[str]:
+        if not self.served_model_name:
+            return [self.model]
+        if isinstance(self.served_model_name, str):
+            return [self.served_model_name]
+        return list(self.served_model_name)
+
+    @property
+    def num_gpu_blocks(self) -> int:
+        return self.num_gpu_blocks_override or DEFAULT_NUM_GPU_BLOCKS
+
+    def resolved_max_model_len(self) -> int:
+        if self.max_model_len:
+            return self.max_model_len
+        cfg = Path(self.model) / "config.json"
+        if cfg.is_file():
+            try:
+                data = json.loads(cfg.read_text())
+                return int(data.get("max_position_embeddings") or DEFAULT_MAX_MODEL_LEN)
+            except (ValueError, OSError):
+                pass
+        return DEFAULT_MAX_MODEL_LEN
+
+    def cache_config_info(self) -> dict[str, str]:
+        """Labels of vllm:cache_config_info (vLLM: CacheConfig.metrics_info(), every value a string)."""
+        return {
+            "block_size": str(self.block_size),
+            "cache_dtype": "auto",
+            "calculate_kv_scales": "False",
+            "cpu_offload_gb": "0",
+            "enable_prefix_caching": str(self.enable_prefix_caching),
+            "gpu_memory_utilization": "0.9",
+            "is_attention_free": "False",
+            "num_cpu_blocks": "None",
+            "num_gpu_blocks": str(self.num_gpu_blocks),
+            "num_gpu_blocks_override": str(self.num_gpu_blocks_override),
+            "prefix_caching_hash_algo": self.prefix_caching_hash_algo,
+            "sliding_window": "None",
+            "swap_space": "4",
+            "swap_space_bytes": str(4 * 2**30),
+        }
+
+
+def _bool_flag(p: argparse.ArgumentParser, name: str, dest: str) -> None:
+    p.add_argument(name, dest=dest, action=argparse.BooleanOptionalAction, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m simulators.vllm serve",
+        allow_abbrev=False,
+        description="Fake vLLM server: takes vllm serve's flags; --sim-* are its own.",
+    )
+    p.add_argument("model_tag", nargs="?", default=None)
+    p.add_argument("--model", default=None)
+    p.add_argument("--served-model-name", nargs="+", default=None)
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--block-size", type=int, default=None)
+    p.add_argument("--num-gpu-blocks-override", type=int, default=None)
+    p.add_argument("--max-model-len", type=int, default=None)
+    p.add_argument("--max-num-seqs", type=int, default=None)
+    _bool_flag(p, "--enable-prefix-caching", "enable_prefix_caching")
+    p.add_argument("--prefix-caching-hash-algo", default=None)
+    p.add_argument("--kv-transfer-config", type=json.loads, default=None)
+    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--enable-prompt-tokens-details", action="store_true", default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--sim-metrics", choices=["v1", "v0", "both"], default=None)
+    for name in (
+        "prefill-base-ms",
+        "ttft-ms-per-token",
+        "itl-ms",
+        "external-ms-per-token",
+        "fail-rate",
+        "delay-ms",
+        "hang-rate",
+        "drop-rate",
+        "startup-delay-ms",
+    ):
+        p.add_argument(f"--sim-{name}", type=float, default=None)
+    p.add_argument("--sim-fail-status", type=int, default=None)
+    p.add_argument("--sim-drop-after-tokens", type=int, default=None)
+    p.add_argument("--sim-version", default=None)
+    for name in ("virtual-clock", "enable-admin", "never-ready"):
+        p.add_argument(f"--sim-{name}", action="store_true", default=None)
+    return p
+
+
+def parse_serve_args(argv: list[str]) -> tuple[SimConfig, list[str]]:
+    """argv after `serve`. Returns the config and the flags it ignored."""
+    ns, unknown = build_parser().parse_known_args(argv)
+    values = {k: v for k, v in vars(ns).items() if v is not None}
+    model = values.pop("model_tag", None) or values.pop("model", None) or "tiny"
+    values.pop("model", None)
+    names = {f.name for f in fields(SimConfig)}
+    cfg = SimConfig(model=model, **{k: v for k, v in values.items() if k in names})
+    return cfg, unknown

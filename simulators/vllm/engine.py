@@ -1,0 +1,275 @@
+"""The engine: waiting queue, running set, prefill/decode timing, the prefix cache and the KV connector.
+
+vLLM's scheduler (vllm/v1/core/sched/scheduler.py) in event form: a request waits (FCFS) until fewer
+than max_num_seqs run and the pool can hold its prompt; its blocks stay allocated while it runs; prefill
+costs only the tokens not found in the cache; each decode step allocates a slot for the token being
+computed and caches each block as it fills; a decode step that finds no free block preempts the request
+(blocks freed, back to the head of the queue, vllm:num_preemptions_total + 1); at the end its blocks are
+freed tail-first, unless the KV connector asks to keep them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from simulators.vllm.clock import VirtualClock, WallClock
+from simulators.vllm.config import SimConfig
+from simulators.vllm.hashing import BlockHasher
+from simulators.vllm.kv_connector import KVConnector, NoKVConnector
+from simulators.vllm.latency import LatencyModel
+from simulators.vllm.metrics import EngineMetrics
+from simulators.vllm.prefix_cache import KVCacheManager
+from simulators.vllm.request import RequestStatus, SimRequest
+from simulators.vllm.tokenizer import Tokenizer, plan_output
+
+
+class Engine:
+    def __init__(self, cfg: SimConfig, tokenizer: Tokenizer, kv_connector: KVConnector | None = None) -> None:
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.block_size = cfg.block_size
+        self.max_model_len = cfg.resolved_max_model_len()
+        self.clock: WallClock | VirtualClock = VirtualClock() if cfg.sim_virtual_clock else WallClock()
+        self.kv = KVCacheManager(cfg.num_gpu_blocks, cfg.block_size, cfg.enable_prefix_caching)
+        self.hasher = BlockHasher(cfg.block_size, cfg.prefix_caching_hash_algo, cfg.sim_env)
+        self.connector: KVConnector = kv_connector or NoKVConnector()
+        self.has_connector = kv_connector is not None or cfg.kv_transfer_config is not None
+        self._hash_requests = cfg.enable_prefix_caching or self.has_connector
+        self.latency = LatencyModel(
+            cfg.sim_prefill_base_ms, cfg.sim_ttft_ms_per_token, cfg.sim_itl_ms, cfg.sim_external_ms_per_token
+        )
+        self.metrics = EngineMetrics(cfg.model_names[0], self.max_model_len)
+        self._v0 = cfg.sim_metrics in ("v0", "both")
+        self.waiting: deque[SimRequest] = deque()
+        self.running: dict[str, SimRequest] = {}
+        self.delayed_free: dict[str, SimRequest] = {}
+        self._admitted: dict[str, asyncio.Future[None]] = {}
+        self._ids = itertools.count()
+
+    # -- requests -------------------------------------------------------------------------------------
+    def new_request(
+        self,
+        prompt_token_ids: list[int],
+        max_tokens: int,
+        *,
+        seed: int | None = None,
+        kv_transfer_params: dict[str, Any] | None = None,
+        cache_salt: str | None = None,
+        skip_reading_prefix_cache: bool = False,
+        request_id: str | None = None,
+    ) -> SimRequest:
+        rid = request_id or f"req-{next(self._ids)}"
+        plan = plan_output(
+            self.tokenizer, self.cfg.seed if seed is None else seed, prompt_token_ids, max_tokens
+        )
+        req = SimRequest(
+            rid, prompt_token_ids, max_tokens, plan, kv_transfer_params, cache_salt, skip_reading_prefix_cache
+        )
+        if self._hash_requests:
+            self.hasher.extend(req.block_hashes, prompt_token_ids, cache_salt)
+        return req
+
+    # -- scheduling -----------------------------------------------------------------------------------
+    def _try_allocate(self, req: SimRequest) -> bool:
+        kv = self.kv
+        bs = self.block_size
+        first = req.num_cached_tokens < 0
+        hit_blocks, local = kv.get_computed_blocks(req, req.skip_reading_prefix_cache, record=False)
+        ext = 0
+        if self.has_connector:
+            ext = int(self.connector.get_num_new_matched_tokens(req, local) or 0)
+            ext = max(0, min(ext, req.num_tokens - 1 - local))  # at least one token is computed
+        new = kv.allocate_slots(req, req.num_tokens - local - ext, hit_blocks, ext)
+        if new is None:
+            return False
+        if not req.skip_reading_prefix_cache and kv.enable_caching:
+            kv.record_lookup(req, local)
+        if self.has_connector:
+            self.connector.update_state_after_alloc(req, kv.block_ids(req.request_id), ext)
+        req.num_computed_tokens = local + ext
+        req.num_local_cached_tokens = local
+        req.num_external_computed_tokens = ext
+        if first:
+            req.num_cached_tokens = local + ext
+            m = self.metrics
+            p = req.num_prompt_tokens
+            m.prompt_tokens += p
+            src = m.prompt_tokens_by_source
+            src["local_cache_hit"] += local
+            src["external_kv_transfer"] += ext
+            src["local_compute"] += p - local - ext
+            if self.has_connector:
+                m.external_queries += req.num_tokens
+                m.external_hits += ext
+            if self._v0:
+                full = p // bs
+                m.v0_block_queries += full
+                m.v0_block_hits += min(len(hit_blocks) + self._extra_full_hits(req, len(hit_blocks)), full)
+        return True
+
+    def _extra_full_hits(self, req: SimRequest, start: int) -> int:
+        # V0 counted every full prompt block, with no n-1 cap: look past the capped hit
+        n = 0
+        for h in req.block_hashes[start : req.num_prompt_tokens // self.block_size]:
+            if self.kv.pool.get_cached_block(h) is None:
+                break
+            n += 1
+        return n
+
+    def schedule(self) -> None:
+        waiting = self.waiting
+        while waiting and len(self.running) < self.cfg.max_num_seqs:
+            req = waiting[0]
+            if not self._try_allocate(req):
+                break
+            waiting.popleft()
+            req.status = RequestStatus.RUNNING
+            self.running[req.request_id] = req
+            fut = self._admitted.pop(req.request_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    async def _wait_admitted(self, req: SimRequest, front: bool = False) -> None:
+        if front:
+            self.waiting.appendleft(req)
+        else:
+            self.waiting.append(req)
+        self.schedule()
+        if req.status is not RequestStatus.RUNNING:
+            fut = asyncio.get_running_loop().create_future()
+            self._admitted[req.request_id] = fut
+            await fut
+
+    def _preempt(self, req: SimRequest) -> None:
+        self.kv.free(req.request_id)
+        self.running.pop(req.request_id, None)
+        req.num_computed_tokens = 0
+        req.num_preemptions += 1
+        req.status = RequestStatus.PREEMPTED
+        self.metrics.num_preemptions += 1
+
+    def _finish(self, req: SimRequest, reason: str) -> None:
+        req.status = RequestStatus.FINISHED
+        req.finish_reason = reason
+        rid = req.request_id
+        was_running = self.running.pop(rid, None) is not None
+        if not was_running:
+            try:
+                self.waiting.remove(req)
+            except ValueError:
+                pass
+            fut = self._admitted.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.cancel()
+        delay = False
+        if was_running:
+            delay, params = self.connector.request_finished(req, self.kv.block_ids(rid))
+            req.result_kv_transfer_params = params
+        if delay:
+            self.delayed_free[rid] = req
+        else:
+            self.kv.free(rid)
+        self._observe_finished(req, reason)
+        self.schedule()
+
+    def free_delayed(self, request_id: str) -> None:
+        """A connector calls this when it no longer needs a finished request's blocks."""
+        if self.delayed_free.pop(request_id, None) is not None:
+            self.kv.free(request_id)
+            self.schedule()
+
+    def _observe_finished(self, req: SimRequest, reason: str) -> None:
+        m = self.metrics
+        m.request_success[reason] = m.request_success.get(reason, 0) + 1
+        now = self.clock.now()
+        end = req.last_token_time if req.last_token_time is not None else now
+        m.e2e.observe(end - req.arrival_time)
+        m.req_prompt.observe(req.num_prompt_tokens)
+        m.req_gen.observe(len(req.output_token_ids))
+        if req.scheduled_time is not None:
+            m.queue.observe(req.scheduled_time - req.arrival_time)
+            m.inference.observe(end - req.scheduled_time)
+            if req.first_token_time is not None:
+                m.prefill.observe(req.first_token_time - req.scheduled_time)
+                m.decode.observe(end - req.first_token_time)
+
+    # -- generation -----------------------------------------------------------------------------------
+    def _append_token(self, req: SimRequest) -> None:
+        req.output_token_ids.append(req.output_plan[len(req.output_token_ids)])
+        if self._hash_requests and req.num_tokens % self.block_size == 0:
+            self.hasher.extend(req.block_hashes, req.all_token_ids, req.cache_salt)
+
+    async def generate(self, req: SimRequest) -> AsyncGenerator[int, None]:
+        """Run a request; yields each output token id when it is produced."""
+        clock = self.clock
+        lat = self.latency
+        kv = self.kv
+        m = self.metrics
+        connector_active = self.has_connector
+        req.arrival_time = clock.now()
+        emitted = 0
+        last_emit = 0.0
+        try:
+            front = False
+            while True:
+                await self._wait_admitted(req, front)
+                if req.scheduled_time is None:
+                    req.scheduled_time = clock.now()
+                ext = req.num_external_computed_tokens
+                if connector_active and ext:
+                    await self.connector.load_kv(req, ext)
+                dt = lat.ttft(req.num_tokens, req.num_local_cached_tokens, ext)
+                if dt:
+                    await clock.sleep(dt)
+                req.num_computed_tokens = req.num_tokens
+                if connector_active:
+                    await self.connector.save_kv(req, kv.block_ids(req.request_id))
+                self._append_token(req)
+                preempted = False
+                while True:
+                    while emitted < len(req.output_token_ids):
+                        now = clock.now()
+                        if emitted == 0:
+                            req.first_token_time = now
+                            m.ttft.observe(now - req.arrival_time)
+                        elif emitted > 0:
+                            m.itl.observe(now - last_emit)
+                        last_emit = req.last_token_time = now
+                        m.generation_tokens += 1
+                        tok = req.output_token_ids[emitted]
+                        emitted += 1
+                        yield tok
+                    if len(req.output_token_ids) >= req.max_tokens:
+                        break
+                    # decode step: compute the KV of the last token, sample the next
+                    if kv.allocate_slots(req, 1) is None:
+                        if len(self.running) <= 1 and not self.waiting:
+                            break  # alone and still no room: the pool cannot hold this request at all
+                        self._preempt(req)
+                        preempted = True
+                        break
+                    dt = lat.itl()
+                    if dt:
+                        await clock.sleep(dt)
+                    req.num_computed_tokens += 1
+                    self._append_token(req)
+                if not preempted:
+                    break
+                front = True
+            self._finish(req, "length")
+        finally:
+            if req.status is not RequestStatus.FINISHED:
+                self._finish(req, "abort")
+
+    # -- state ----------------------------------------------------------------------------------------
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)

@@ -1,0 +1,259 @@
+"""vLLM V1's block pool and prefix-cache lookup, block for block.
+
+Sources imitated (read, not copied):
+- vllm/v1/core/kv_cache_utils.py `FreeKVCacheBlockQueue`: free blocks start in block-id order; a freed
+  block goes to the tail; allocation pops from the head (LRU). Here an insertion-ordered dict gives the
+  same O(1) popleft / remove-from-middle / append.
+- vllm/v1/core/block_pool.py `BlockPool`: block 0 is taken at start-up as the null block and never
+  used, so usage = 1 - free / (num_gpu_blocks - 1); `get_new_blocks` evicts the hash of each block it
+  pops; `touch` pulls a cached block with ref_cnt 0 out of the free queue; `free_blocks` appends blocks
+  whose ref_cnt drops to 0, in the order given; several blocks may carry the same hash and lookup takes
+  the first.
+- vllm/v1/core/kv_cache_manager.py `get_computed_blocks`: walks the request's block hashes from the
+  left, stops at the first miss, never past num_tokens - 1 tokens (the last token is always
+  recomputed); `allocate_slots` refuses when the new blocks exceed the free blocks minus the evictable
+  cached blocks it is about to reuse, and caches every full block as soon as its slots are allocated;
+  `free` releases a request's blocks in reverse order so its tail blocks are evicted first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(slots=True)
+class KVCacheBlock:
+    block_id: int
+    ref_cnt: int = 0
+    block_hash: bytes | None = None
+
+
+class FreeBlockQueue:
+    """LRU queue of free blocks: head = next to be reused (evicted)."""
+
+    def __init__(self, blocks: Iterable[KVCacheBlock]) -> None:
+        self._q: dict[int, KVCacheBlock] = {b.block_id: b for b in blocks}
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def popleft(self) -> KVCacheBlock:
+        if not self._q:
+            raise ValueError("No free blocks available")
+        block_id = next(iter(self._q))
+        return self._q.pop(block_id)
+
+    def remove(self, block: KVCacheBlock) -> None:
+        del self._q[block.block_id]
+
+    def append(self, block: KVCacheBlock) -> None:
+        self._q[block.block_id] = block
+
+    def block_ids(self) -> list[int]:
+        return list(self._q)
+
+
+class BlockPool:
+    def __init__(self, num_gpu_blocks: int, enable_caching: bool = True) -> None:
+        if num_gpu_blocks < 2:
+            raise ValueError("num_gpu_blocks must be at least 2 (block 0 is the null block)")
+        self.num_gpu_blocks = num_gpu_blocks
+        self.enable_caching = enable_caching
+        self.blocks = [KVCacheBlock(i) for i in range(num_gpu_blocks)]
+        self.free_queue = FreeBlockQueue(self.blocks)
+        self.cached: dict[bytes, dict[int, KVCacheBlock]] = {}
+        self.null_block = self.free_queue.popleft()
+
+    @property
+    def num_free_blocks(self) -> int:
+        return len(self.free_queue)
+
+    @property
+    def usage(self) -> float:
+        return 1.0 - len(self.free_queue) / (self.num_gpu_blocks - 1)
+
+    def get_cached_block(self, block_hash: bytes) -> KVCacheBlock | None:
+        entry = self.cached.get(block_hash)
+        if not entry:
+            return None
+        return next(iter(entry.values()))
+
+    def _evict(self, block: KVCacheBlock) -> None:
+        h = block.block_hash
+        if h is None:
+            return
+        entry = self.cached.get(h)
+        if entry is not None:
+            entry.pop(block.block_id, None)
+            if not entry:
+                del self.cached[h]
+        block.block_hash = None
+
+    def get_new_blocks(self, n: int) -> list[KVCacheBlock]:
+        if n > len(self.free_queue):
+            raise ValueError(f"Cannot get {n} free blocks from the pool")
+        out = []
+        for _ in range(n):
+            b = self.free_queue.popleft()
+            if self.enable_caching:
+                self._evict(b)
+            b.ref_cnt += 1
+            out.append(b)
+        return out
+
+    def touch(self, blocks: Iterable[KVCacheBlock]) -> None:
+        for b in blocks:
+            if b.ref_cnt == 0 and b is not self.null_block:
+                self.free_queue.remove(b)
+            b.ref_cnt += 1
+
+    def free_blocks(self, ordered: Iterable[KVCacheBlock]) -> None:
+        for b in ordered:
+            b.ref_cnt -= 1
+            if b.ref_cnt == 0 and b is not self.null_block:
+                self.free_queue.append(b)
+
+    def cache_full_blocks(
+        self, blocks: Sequence[KVCacheBlock], hashes: Sequence[bytes], start: int, end: int
+    ) -> None:
+        for i in range(start, end):
+            b = blocks[i]
+            if b.block_hash is not None:  # a hit block: already cached under this hash
+                continue
+            h = hashes[i]
+            b.block_hash = h
+            self.cached.setdefault(h, {})[b.block_id] = b
+
+    def reset(self) -> bool:
+        """vLLM's reset_prefix_cache: only when no block is in use."""
+        if len(self.free_queue) != self.num_gpu_blocks - 1:
+            return False
+        for h_blocks in list(self.cached.values()):
+            for b in list(h_blocks.values()):
+                b.block_hash = None
+        self.cached.clear()
+        return True
+
+
+class CacheRequest(Protocol):
+    """What the cache manager needs from a request (simulators.vllm.request.SimRequest has it)."""
+
+    request_id: str
+    block_hashes: list[bytes]
+    num_computed_tokens: int
+    num_preemptions: int
+
+    @property
+    def num_tokens(self) -> int: ...
+
+
+@dataclass(slots=True)
+class PrefixCacheStats:
+    """Cumulative counters, named as vllm:prefix_cache_* (tokens)."""
+
+    requests: int = 0
+    queries: int = 0
+    hits: int = 0
+    preempted_requests: int = 0
+    preempted_queries: int = 0
+    preempted_hits: int = 0
+
+
+class KVCacheManager:
+    def __init__(self, num_gpu_blocks: int, block_size: int, enable_caching: bool = True) -> None:
+        self.block_size = block_size
+        self.enable_caching = enable_caching
+        self.pool = BlockPool(num_gpu_blocks, enable_caching)
+        self.req_blocks: dict[str, list[KVCacheBlock]] = {}
+        self.num_cached: dict[str, int] = {}
+        self.stats = PrefixCacheStats()
+
+    @property
+    def usage(self) -> float:
+        return self.pool.usage
+
+    def get_computed_blocks(
+        self, request: CacheRequest, skip_reading: bool = False, record: bool = True
+    ) -> tuple[list[KVCacheBlock], int]:
+        if not self.enable_caching or skip_reading:
+            return [], 0
+        bs = self.block_size
+        max_hit_blocks = (request.num_tokens - 1) // bs
+        pool = self.pool
+        hit: list[KVCacheBlock] = []
+        for h in request.block_hashes[:max_hit_blocks]:
+            b = pool.get_cached_block(h)
+            if b is None:
+                break
+            hit.append(b)
+        n = len(hit) * bs
+        if record:
+            self.record_lookup(request, n)
+        return hit, n
+
+    def record_lookup(self, request: CacheRequest, n: int) -> None:
+        """vLLM's PrefixCacheStats.record: a preempted request's re-lookup is kept apart."""
+        s = self.stats
+        if request.num_preemptions > 0:
+            s.preempted_requests += 1
+            s.preempted_queries += request.num_tokens
+            s.preempted_hits += n
+        else:
+            s.requests += 1
+            s.queries += request.num_tokens
+            s.hits += n
+
+    def allocate_slots(
+        self,
+        request: CacheRequest,
+        num_new_tokens: int,
+        new_computed_blocks: Sequence[KVCacheBlock] = (),
+        num_external_computed_tokens: int = 0,
+    ) -> list[KVCacheBlock] | None:
+        """Give the request slots for num_computed + hits + external + num_new_tokens tokens.
+
+        Returns the newly allocated blocks, or None when the pool cannot hold them (vLLM's None).
+        """
+        bs = self.block_size
+        pool = self.pool
+        req_blocks = self.req_blocks.get(request.request_id)
+        num_have = len(req_blocks) if req_blocks else 0
+        num_computed = request.num_computed_tokens + len(new_computed_blocks) * bs
+        total = num_computed + num_external_computed_tokens + num_new_tokens
+        need = -(-total // bs) - num_have - len(new_computed_blocks)
+        evictable = sum(1 for b in new_computed_blocks if b.ref_cnt == 0)
+        if need > pool.num_free_blocks - evictable:
+            return None
+        if req_blocks is None:
+            req_blocks = self.req_blocks[request.request_id] = []
+            self.num_cached[request.request_id] = 0
+        if new_computed_blocks:
+            pool.touch(new_computed_blocks)
+            req_blocks.extend(new_computed_blocks)
+        new = pool.get_new_blocks(need) if need > 0 else []
+        req_blocks.extend(new)
+        if self.enable_caching:
+            self._cache(request, min(total, request.num_tokens))
+        return new
+
+    def _cache(self, request: CacheRequest, num_tokens: int) -> None:
+        rid = request.request_id
+        full = min(num_tokens // self.block_size, len(request.block_hashes))
+        start = self.num_cached[rid]
+        if full > start:
+            self.pool.cache_full_blocks(self.req_blocks[rid], request.block_hashes, start, full)
+            self.num_cached[rid] = full
+
+    def block_ids(self, request_id: str) -> list[int]:
+        return [b.block_id for b in self.req_blocks.get(request_id, ())]
+
+    def free(self, request_id: str) -> None:
+        blocks = self.req_blocks.pop(request_id, None)
+        self.num_cached.pop(request_id, None)
+        if blocks:
+            self.pool.free_blocks(reversed(blocks))
+
+    def reset_prefix_cache(self) -> bool:
+        return self.pool.reset()

@@ -1,0 +1,547 @@
+"""FakeVLLMServer: the routes (llm-d-inference-sim's server.go split), on aiohttp.
+
+async with FakeVLLMServer(SimConfig(model="tiny", port=0)) as node:
+    httpx.post(node.url_for("v1", "completions"), json={"model": "tiny", "prompt": "hi"})
+
+async with fake_vllm_nodes(64, block_size=16) as nodes:   # 64 servers, one event loop, free ports
+    ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from simulators.vllm.config import SimConfig
+from simulators.vllm.engine import Engine
+from simulators.vllm.failures import NO_FAULT, FaultInjector, Faults, Verdict
+from simulators.vllm.kv_connector import KVConnector
+from simulators.vllm.metrics import render
+from simulators.vllm.protocol import (
+    ApiError,
+    Sampling,
+    bad,
+    chat_choice,
+    chat_chunk_choice,
+    check_length,
+    completion_choice,
+    completion_chunk_choice,
+    error_body,
+    new_id,
+    now_s,
+    opt_bool,
+    opt_str,
+    parse_messages,
+    parse_prompts,
+    parse_sampling,
+    usage,
+)
+from simulators.vllm.request import SimRequest
+from simulators.vllm.tokenizer import ByteTokenizer, load_tokenizer
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_dumps(obj).encode(), status=status, content_type="application/json")
+
+
+def _error(e: ApiError) -> web.Response:
+    return _json(e.body(), e.status)
+
+
+class FakeVLLMServer:
+    """A fake `vllm serve` on one port. start()/stop(), or `async with`."""
+
+    def __init__(self, cfg: SimConfig | None = None, kv_connector: KVConnector | None = None) -> None:
+        self.cfg = cfg or SimConfig()
+        self.tokenizer = load_tokenizer(self.cfg.model, self.cfg.tokenizer)
+        self.engine = Engine(self.cfg, self.tokenizer, kv_connector)
+        c = self.cfg
+        self.faults = Faults(
+            c.sim_fail_rate,
+            c.sim_fail_status,
+            c.sim_delay_ms,
+            c.sim_hang_rate,
+            c.sim_drop_rate,
+            c.sim_drop_after_tokens,
+            c.sim_never_ready,
+        )
+        self.injector = FaultInjector(self.faults, c.seed)
+        self.model_names = c.model_names
+        self.max_model_len = self.engine.max_model_len
+        self._runner: web.AppRunner | None = None
+        self._started_at = 0.0
+        self.port = c.port
+        self.host = c.host
+        self._byte_tok = isinstance(self.tokenizer, ByteTokenizer)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 2**20)
+        r = app.router
+        r.add_post("/v1/completions", self.completions)
+        r.add_post("/v1/chat/completions", self.chat_completions)
+        r.add_get("/v1/models", self.models)
+        r.add_get("/health", self.health)
+        r.add_get("/ping", self.health)
+        r.add_get("/version", self.version)
+        r.add_post("/tokenize", self.tokenize)
+        r.add_post("/detokenize", self.detokenize)
+        r.add_get("/metrics", self.metrics)
+        if self.cfg.sim_enable_admin:
+            r.add_get("/sim/faults", self.get_faults)
+            r.add_post("/sim/faults", self.set_faults)
+            r.add_post("/sim/reset_prefix_cache", self.reset_prefix_cache)
+            r.add_get("/sim/state", self.state)
+        return app
+
+    async def start(self) -> FakeVLLMServer:
+        loop = asyncio.get_running_loop()
+        self._runner = web.AppRunner(
+            self.build_app(),
+            access_log=None,
+            handle_signals=False,
+            handler_cancellation=True,
+            shutdown_timeout=0.25,
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port, reuse_address=True, backlog=1024)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        self._started_at = loop.time()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> FakeVLLMServer:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    def url_for(self, *parts: str) -> str:
+        return "/".join([self.url, *(p.strip("/") for p in parts)])
+
+    @property
+    def ready(self) -> bool:
+        if self.faults.never_ready or self._runner is None:
+            return False
+        if self.cfg.sim_startup_delay_ms:
+            return (
+                asyncio.get_running_loop().time() - self._started_at >= self.cfg.sim_startup_delay_ms / 1000
+            )
+        return True
+
+    # -- helpers --------------------------------------------------------------------------------------
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError as e:
+            msg = getattr(e, "msg", str(e))
+            pos = getattr(e, "pos", 0)
+            raise bad(
+                f"[{{'type': 'json_invalid', 'loc': ('body', {pos}), 'msg': 'JSON decode error', "
+                f"'input': {{}}, 'ctx': {{'error': '{msg}'}}}}]"
+            ) from None
+        if not isinstance(body, dict):
+            raise bad(
+                f"[{{'type': 'model_attributes_type', 'loc': ('body',), 'msg': 'Input should be a valid "
+                f"dictionary or object to extract fields from', 'input': {body!r}}}]"
+            )
+        return body
+
+    def _check_model(self, body: dict[str, Any]) -> str:
+        model = opt_str(body, "model")
+        if model is None:
+            return self.model_names[0]
+        if model not in self.model_names:
+            raise ApiError(404, f"The model `{model}` does not exist.", "model")
+        return model
+
+    def _encode(self, prompt: str | list[int], add_special_tokens: bool) -> list[int]:
+        if isinstance(prompt, str):
+            ids = self.tokenizer.encode(prompt, add_special_tokens)
+        else:
+            ids = prompt
+            vs = self.tokenizer.vocab_size
+            for t in ids:
+                if t < 0 or t >= vs:
+                    raise bad(f"Token id {t} is out of vocabulary", "prompt")
+        if not ids:
+            raise bad("The decoder prompt cannot be empty", "prompt")
+        return ids
+
+    async def _fault(self) -> Verdict:
+        f = self.faults
+        if f.delay_ms:
+            await self.engine.clock.sleep(
+                f.delay_ms / 1000
+            ) if self.engine.clock.virtual else await asyncio.sleep(f.delay_ms / 1000)
+        verdict = self.injector.draw()
+        if verdict.hang:
+            await asyncio.Event().wait()  # until the client gives up (the handler is cancelled)
+        return verdict
+
+    def _text(self, ids: list[int], start: int) -> str:
+        if self._byte_tok:
+            return "".join(map(chr, ids[start:]))
+        return (
+            self.tokenizer.decode(ids)[len(self.tokenizer.decode(ids[:start])) :]
+            if start
+            else (self.tokenizer.decode(ids))
+        )
+
+    async def _run(self, req: SimRequest, drop_after: int | None) -> list[int]:
+        out: list[int] = []
+        async with contextlib.aclosing(self.engine.generate(req)) as gen:
+            async for tok in gen:
+                out.append(tok)
+                if drop_after is not None and len(out) >= drop_after:
+                    break
+        return out
+
+    # -- generation endpoints -------------------------------------------------------------------------
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            verdict = await self._fault()
+            body = await self._body(request)
+            model = self._check_model(body)
+            sampling = parse_sampling(body, 16, chat=False)
+            add_special = opt_bool(body, "add_special_tokens", True)
+            prompts = [self._encode(p, add_special) for p in parse_prompts(body)]
+            limits = [check_length(len(p), sampling.max_tokens, self.max_model_len) for p in prompts]
+            if verdict.fail_status is not None:
+                return self._injected(verdict.fail_status)
+        except ApiError as e:
+            return _error(e)
+        reqs = [self._new_request(p, m, sampling) for p, m in zip(prompts, limits, strict=True)]
+        if sampling.stream:
+            return await self._stream(request, reqs, model, sampling, verdict, chat=False)
+        return await self._complete(request, reqs, model, verdict, chat=False)
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            verdict = await self._fault()
+            body = await self._body(request)
+            model = self._check_model(body)
+            sampling = parse_sampling(body, None, chat=True)
+            messages = parse_messages(body)
+            kwargs = body.get("chat_template_kwargs") or {}
+            if not isinstance(kwargs, dict):
+                raise bad("chat_template_kwargs must be an object", "chat_template_kwargs")
+            try:
+                text = self.tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=opt_bool(body, "add_generation_prompt", True), **kwargs
+                )
+            except Exception as e:  # a template error is the client's (vLLM answers 400)
+                raise bad(str(e)) from None
+            prompt = self._encode(text, opt_bool(body, "add_special_tokens", False))
+            limit = check_length(len(prompt), sampling.max_tokens, self.max_model_len)
+            if verdict.fail_status is not None:
+                return self._injected(verdict.fail_status)
+        except ApiError as e:
+            return _error(e)
+        reqs = [self._new_request(prompt, limit, sampling)]
+        if sampling.stream:
+            return await self._stream(request, reqs, model, sampling, verdict, chat=True)
+        return await self._complete(request, reqs, model, verdict, chat=True)
+
+    def _injected(self, status: int) -> web.Response:
+        return _json(
+            error_body(status, f"Injected failure (status {status}) by the fake vLLM server."), status
+        )
+
+    def _new_request(self, prompt: list[int], max_tokens: int, s: Sampling) -> SimRequest:
+        return self.engine.new_request(
+            prompt,
+            max_tokens,
+            seed=s.seed,
+            kv_transfer_params=s.kv_transfer_params,
+            cache_salt=s.cache_salt,
+            skip_reading_prefix_cache=s.skip_reading_prefix_cache,
+        )
+
+    async def _complete(
+        self, request: web.Request, reqs: list[SimRequest], model: str, verdict: Verdict, chat: bool
+    ) -> web.StreamResponse:
+        drop = verdict.drop_after
+        if len(reqs) == 1:
+            outs = [await self._run(reqs[0], drop)]
+        else:
+            outs = list(await asyncio.gather(*(self._run(r, drop) for r in reqs)))
+        if drop is not None:
+            if request.transport is not None:
+                request.transport.close()  # cut the connection: the client sees no response
+            raise asyncio.CancelledError
+        details = self.cfg.enable_prompt_tokens_details
+        n_prompt = sum(r.num_prompt_tokens for r in reqs)
+        n_out = sum(len(o) for o in outs)
+        cached = sum(max(r.num_cached_tokens, 0) for r in reqs)
+        make = chat_choice if chat else completion_choice
+        choices = [
+            make(i, self._text(o, 0), r.finish_reason)
+            for i, (r, o) in enumerate(zip(reqs, outs, strict=True))
+        ]
+        resp: dict[str, Any] = {
+            "id": new_id("chatcmpl" if chat else "cmpl"),
+            "object": "chat.completion" if chat else "text_completion",
+            "created": now_s(),
+            "model": model,
+            "choices": choices,
+            "service_tier": None,
+            "system_fingerprint": None,
+            "usage": usage(n_prompt, n_out, cached, details),
+        }
+        if chat:
+            resp["prompt_logprobs"] = None
+            resp["prompt_token_ids"] = None
+        resp["kv_transfer_params"] = reqs[0].result_kv_transfer_params
+        return _json(resp)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        reqs: list[SimRequest],
+        model: str,
+        s: Sampling,
+        verdict: Verdict,
+        chat: bool,
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+        )
+        await resp.prepare(request)
+        rid = new_id("chatcmpl" if chat else "cmpl")
+        created = now_s()
+        obj = "chat.completion.chunk" if chat else "text_completion"
+        details = self.cfg.enable_prompt_tokens_details
+        drop = verdict.drop_after
+        sent = 0
+
+        async def send(choices: list[dict[str, Any]], use: dict[str, Any] | None = None) -> None:
+            chunk: dict[str, Any] = {
+                "id": rid,
+                "object": obj,
+                "created": created,
+                "model": model,
+                "choices": choices,
+            }
+            if use is not None:
+                chunk["usage"] = use
+            await resp.write(b"data: " + _dumps(chunk).encode() + b"\n\n")
+
+        total_prompt = total_out = total_cached = 0
+        for i, req in enumerate(reqs):
+            if chat:
+                await send([chat_chunk_choice(i, {"role": "assistant", "content": ""}, None)])
+            out: list[int] = []
+            async with contextlib.aclosing(self.engine.generate(req)) as gen:
+                async for tok in gen:
+                    out.append(tok)
+                    text = self._text(out, len(out) - 1)
+                    done = len(out) >= req.max_tokens
+                    fr = "length" if done else None
+                    choice = (
+                        chat_chunk_choice(i, {"content": text}, fr)
+                        if chat
+                        else completion_chunk_choice(i, text, fr)
+                    )
+                    use = (
+                        usage(req.num_prompt_tokens, len(out), max(req.num_cached_tokens, 0), details)
+                        if (s.continuous_usage)
+                        else None
+                    )
+                    await send([choice], use)
+                    sent += 1
+                    if drop is not None and sent >= drop:
+                        if request.transport is not None:
+                            request.transport.close()
+                        raise asyncio.CancelledError
+            total_prompt += req.num_prompt_tokens
+            total_out += len(out)
+            total_cached += max(req.num_cached_tokens, 0)
+        if s.include_usage:
+            await send([], usage(total_prompt, total_out, total_cached, details))
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    # -- other endpoints ------------------------------------------------------------------------------
+    async def models(self, request: web.Request) -> web.Response:
+        created = now_s()
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "vllm",
+                "root": self.cfg.model,
+                "parent": None,
+                "max_model_len": self.max_model_len,
+                "permission": [
+                    {
+                        "id": new_id("modelperm"),
+                        "object": "model_permission",
+                        "created": created,
+                        "allow_create_engine": False,
+                        "allow_sampling": True,
+                        "allow_logprobs": True,
+                        "allow_search_indices": False,
+                        "allow_view": True,
+                        "allow_fine_tuning": False,
+                        "organization": "*",
+                        "group": None,
+                        "is_blocking": False,
+                    }
+                ],
+            }
+            for name in self.model_names
+        ]
+        return _json({"object": "list", "data": data})
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(status=200 if self.ready else 503)
+
+    async def version(self, request: web.Request) -> web.Response:
+        return _json({"version": self.cfg.sim_version})
+
+    async def tokenize(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._body(request)
+            self._check_model(body)
+            if "messages" in body:
+                messages = parse_messages(body)
+                text = self.tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=opt_bool(body, "add_generation_prompt", True)
+                )
+                ids = self.tokenizer.encode(text, opt_bool(body, "add_special_tokens", False))
+            else:
+                prompt = body.get("prompt")
+                if not isinstance(prompt, str):
+                    raise bad(
+                        "1 validation error for TokenizeRequest\nprompt\n  Input should be a valid string",
+                        "prompt",
+                    )
+                ids = self.tokenizer.encode(prompt, opt_bool(body, "add_special_tokens", True))
+            strs = self.tokenizer.token_strs(ids) if opt_bool(body, "return_token_strs", False) else None
+        except ApiError as e:
+            return _error(e)
+        except ValueError as e:
+            return _error(bad(str(e)))
+        return _json(
+            {"count": len(ids), "max_model_len": self.max_model_len, "tokens": ids, "token_strs": strs}
+        )
+
+    async def detokenize(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._body(request)
+            self._check_model(body)
+            tokens = body.get("tokens")
+            if not isinstance(tokens, list) or not all(
+                isinstance(t, int) and not isinstance(t, bool) for t in tokens
+            ):
+                raise bad(
+                    "1 validation error for DetokenizeRequest\ntokens\n  Input should be a valid list of "
+                    "integers",
+                    "tokens",
+                )
+            vs = self.tokenizer.vocab_size
+            for t in tokens:
+                if t < 0 or t >= vs:
+                    raise bad(f"Token id {t} is out of vocabulary", "tokens")
+        except ApiError as e:
+            return _error(e)
+        return _json({"prompt": self.tokenizer.decode(tokens)})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        e = self.engine
+        st = e.kv.stats
+        text = render(
+            e.metrics,
+            prefix_queries=st.queries,
+            prefix_hits=st.hits,
+            running=e.num_running,
+            waiting=e.num_waiting,
+            kv_usage=e.kv.usage,
+            cache_config_info=self.cfg.cache_config_info(),
+            mode=self.cfg.sim_metrics,
+            external=e.has_connector,
+        )
+        return web.Response(
+            text=text,
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Content-Type": "text/plain; version=0.0.4"},
+        )
+
+    # -- admin ----------------------------------------------------------------------------------------
+    async def get_faults(self, request: web.Request) -> web.Response:
+        return _json(self.faults.as_dict())
+
+    async def set_faults(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._body(request)
+            self.faults.update(body)
+        except ApiError as e:
+            return _error(e)
+        except ValueError as e:
+            return _error(bad(str(e)))
+        return _json(self.faults.as_dict())
+
+    async def reset_prefix_cache(self, request: web.Request) -> web.Response:
+        ok = self.engine.kv.reset_prefix_cache()
+        return _json({"reset": ok}, 200 if ok else 409)
+
+    async def state(self, request: web.Request) -> web.Response:
+        e = self.engine
+        return _json(
+            {
+                "running": e.num_running,
+                "waiting": e.num_waiting,
+                "kv_cache_usage": e.kv.usage,
+                "num_free_blocks": e.kv.pool.num_free_blocks,
+                "prefix_cache_queries": e.kv.stats.queries,
+                "prefix_cache_hits": e.kv.stats.hits,
+                "clock": e.clock.now(),
+            }
+        )
+
+
+@contextlib.asynccontextmanager
+async def fake_vllm_nodes(
+    n: int, kv_connector_factory: Callable[[int], KVConnector] | None = None, **cfg: Any
+) -> AsyncIterator[list[FakeVLLMServer]]:
+    """N fake servers on free ports in this event loop; all stopped on exit."""
+    cfg.setdefault("port", 0)
+    nodes = [
+        FakeVLLMServer(SimConfig(**cfg), kv_connector_factory(i) if kv_connector_factory else None)
+        for i in range(n)
+    ]
+    try:
+        await asyncio.gather(*(node.start() for node in nodes))
+        yield nodes
+    finally:
+        await asyncio.gather(*(node.stop() for node in nodes), return_exceptions=True)
+
+
+__all__ = ["NO_FAULT", "FakeVLLMServer", "fake_vllm_nodes"]
