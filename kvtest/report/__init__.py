@@ -1,0 +1,22 @@
+"""Run reports: `kvtest report RUN_DIR` turns a run directory into what a person reads instead of /metrics.
+
+Run directory layout (written by the experiments, read here)::
+
+    RUN_DIR/
+      run.json                    optional: {"title", "cluster", "started_at", "seed", ...}, the header
+      experiments/<name>.json     one file per experiment, `ExperimentResult.to_dict()`:
+          {"name", "title", "description", "metric": "v1"|"v0", "notes": [str, ...],
+           "nodes": [{"node", "machine", "role", "requests", "queries", "hits", "hit_rate",
+                      "expected", "tolerance", "verdict": "PASS"|"FAIL", "note", "detail": {...}}, ...],
+           "latencies": [{"index", "ok", "ttft_s", "e2e_s", ...}, ...]}   (kvtest.workload.send results)
+
+`kvtest report RUN_DIR` writes beside them:
+
+    report.md       summary table, per-experiment node tables, the charts, notes
+    hit_rate.png    per experiment, measured vs expected hit rate per node, 50% / 90% reference lines
+    latency.png     TTFT and end-to-end latency distributions per experiment
+    junit.xml       one testcase per (experiment, node) for CI
+    summary.json    every experiment's rows and verdicts in one file
+
+The report's exit status is 1 when any row is FAIL, so CI can gate on it.
+"""
