@@ -124,7 +124,8 @@ def latency_chart(results: Sequence[ExperimentResult], path: str | Path) -> Path
         ax.set_xticks(positions)
         ax.set_xticklabels([r.name for r in with_lat], rotation=20, ha="right", fontsize=8)
         ax.set_ylabel("ms")
-        ax.set_ylim(bottom=0)
+        top = max((max(d) for d in data if d), default=1.0)
+        ax.set_ylim(0, top * 1.15)  # from zero, with room for the p50 labels
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Request latency per experiment (each dot a request)", x=0.01, ha="left", fontsize=12)
