@@ -344,7 +344,12 @@ class PDProxy:
             if prefill_task is not None:
                 # Concurrent legs: a prefill failure before decode's first event decides the answer.
                 pending: set[asyncio.Future[Any]] = {opening, prefill_task}
-                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                except asyncio.CancelledError:
+                    opening.cancel()  # asyncio.wait leaves its futures running; the client is gone
+                    await asyncio.gather(opening, return_exceptions=True)
+                    raise
                 failed = prefill_task.done() and not prefill_task.cancelled() and prefill_task.exception()
                 if not opening.done() and failed:
                     opening.cancel()

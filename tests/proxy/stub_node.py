@@ -137,7 +137,8 @@ class StubNode:
             await asyncio.sleep(self.delay)
         if mode == "status":
             # vLLM's ErrorResponse (vllm/entrypoints/openai/protocol.py)
-            err = {"error": {"message": f"stub error {self.status}", "type": "BadRequestError", "code": self.status}}
+            message = f"stub error {self.status}"
+            err = {"error": {"message": message, "type": "BadRequestError", "code": self.status}}
             return web.json_response(err, status=self.status)
         if mode == "die_before_headers":
             assert request.transport is not None
@@ -203,8 +204,11 @@ class StubNode:
             )
             if i == n - 1:
                 delta["finish_reason"] = finish
-            event = {"id": "cmpl-stub", "object": "chat.completion.chunk" if chat else "text_completion",
-                     "choices": [delta]}
+            event = {
+                "id": "cmpl-stub",
+                "object": "chat.completion.chunk" if chat else "text_completion",
+                "choices": [delta],
+            }
             await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
         if self.mode != "no_done":
             await resp.write(b"data: [DONE]\n\n")

@@ -105,7 +105,8 @@ async def test_mooncake_flow_fields(start_pd: StartPD, client: httpx.AsyncClient
     pbody, dbody = p.seen[0].body, d.seen[0].body
     xfer = pbody["kv_transfer_params"]["transfer_id"]
     assert xfer.startswith("xfer-")
-    assert pbody["kv_transfer_params"] == {"do_remote_decode": True, "do_remote_prefill": False, "transfer_id": xfer}
+    expected = {"do_remote_decode": True, "do_remote_prefill": False, "transfer_id": xfer}
+    assert pbody["kv_transfer_params"] == expected
     assert pbody["stream"] is False and pbody["max_tokens"] == 1
     assert p.seen[0].headers["X-data-parallel-rank"] == "0"
     assert dbody["kv_transfer_params"] == {
