@@ -1,0 +1,311 @@
+"""The cluster file: which hosts, which services on them, and how they are wired.
+
+    spec = load_cluster("fixtures/clusters/local-cpu.yaml")
+    spec.node("p0").role  # "prefill"
+
+Every model forbids unknown keys, so a typo is an error, and `ClusterFileError` names the file and
+the field (`nodes[2] (p2).role: ...`). Ports left out are allocated free at launch (local hosts);
+a host reached over ssh at a non-loopback address must give its ports, since this machine cannot
+know which ports are free over there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Role = Literal["prefill", "decode", "both"]
+Connector = Literal["MooncakeStoreConnector", "MooncakeConnector", "NixlConnector", "ExampleConnector"]
+KVRole = Literal["kv_producer", "kv_consumer", "kv_both"]
+ROLE_TO_KV_ROLE: dict[str, str] = {"prefill": "kv_producer", "decode": "kv_consumer", "both": "kv_both"}
+
+
+class ClusterFileError(ValueError):
+    """A cluster file that cannot be used; the message names the file and the field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SSHOptions(_Model):
+    user: str | None = None
+    port: int = 22
+    identity_file: str | None = None
+    # extra `-o Key=Value` options, e.g. ["StrictHostKeyChecking=no"]
+    options: list[str] = Field(default_factory=list)
+
+
+class Host(_Model):
+    name: str
+    address: str = "127.0.0.1"
+    reach: Literal["local", "ssh"] = "local"
+    ssh: SSHOptions | None = None
+    # run every process of this host inside `ip netns exec NETNS` (a namespace made beforehand)
+    netns: str | None = None
+    # where commands run and relative paths resolve; local default: the current directory
+    workdir: str | None = None
+    # commands (split like a shell would); a GPU runner may set vllm: "python3 -m vllm.entrypoints.cli.main"
+    python: str | None = None  # local default: the interpreter running kvtest
+    vllm: str = "vllm"
+    mooncake_master: str = "mooncake_master"
+    etcd: str = "etcd"
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ssh_needs_options(self) -> Host:
+        if self.reach == "ssh" and self.ssh is None:
+            object.__setattr__(self, "ssh", SSHOptions())
+        return self
+
+    @property
+    def is_loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.address).is_loopback
+        except ValueError:
+            return self.address == "localhost"
+
+
+class Etcd(_Model):
+    host: str
+    port: int | None = None
+    peer_port: int | None = None
+    ready_timeout_s: float = 20.0
+
+
+class MooncakeMaster(_Model):
+    impl: Literal["real", "mock"] = "real"
+    host: str
+    rpc_port: int | None = None
+    metrics_port: int | None = None
+    # further mooncake_master flags, rendered --name=value (the mock accepts the same)
+    flags: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    ready_timeout_s: float = 20.0
+
+
+class MooncakeConfig(_Model):
+    """What goes into each node's mooncake.json (MOONCAKE_CONFIG_PATH)."""
+
+    protocol: Literal["tcp", "rdma"] = "tcp"
+    device_name: str = ""
+    # P2PHANDSHAKE needs no metadata service; etcd needs the etcd section; http the master's
+    # HTTP metadata server (--enable_http_metadata_server)
+    metadata: Literal["p2p", "etcd", "http"] = "p2p"
+    global_segment_size: str = "256MB"
+    local_buffer_size: str = "64MB"
+    http_metadata_port: int | None = None
+
+
+class Node(_Model):
+    name: str
+    host: str
+    role: Role
+    impl: Literal["real", "fake"] = "real"
+    port: int | None = None
+    model: str
+    served_model_name: str | None = None
+    gpus: list[int] = Field(default_factory=list)  # empty: CPU
+    # VLLM_CPU_OMP_THREADS_BIND for CPU nodes ("0", "1", "0-3"); several instances on one host
+    # otherwise all bind core 0
+    cpu_threads: str | None = None
+    connector: Connector | None = None
+    kv_role: KVRole | None = None  # default follows role: prefill->kv_producer, decode->kv_consumer
+    kv_connector_extra_config: dict[str, Any] = Field(default_factory=dict)
+    bootstrap_port: int | None = None  # MooncakeConnector: VLLM_MOONCAKE_BOOTSTRAP_PORT
+    lookup_rpc_port: int | None = None  # MooncakeStoreConnector: must differ per instance on a host
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    ready_timeout_s: float | None = None
+
+    @property
+    def effective_kv_role(self) -> str:
+        return self.kv_role or ROLE_TO_KV_ROLE[self.role]
+
+
+class Proxy(_Model):
+    host: str
+    port: int | None = None
+    strategy: Literal["designate", "round_robin", "random", "prefix"] = "round_robin"
+    flow: Literal["store", "nixl", "mooncake"] = "store"
+    args: list[str] = Field(default_factory=list)
+    ready_timeout_s: float = 20.0
+
+
+class Tolerances(_Model):
+    """How far a real cluster may stray from the computed expectations."""
+
+    hit_tokens_abs: int = 0  # prefix-cache hit counters, in tokens
+    hit_rate_abs: float = 0.0
+    external_hit_tokens_abs: int = 0
+    latency_factor: float = 0.0  # 0: latencies are not compared
+
+
+class ClusterSpec(_Model):
+    name: str
+    description: str = ""
+    hosts: list[Host]
+    etcd: Etcd | None = None
+    mooncake_master: MooncakeMaster | None = None
+    mooncake: MooncakeConfig = Field(default_factory=MooncakeConfig)
+    # merged under every node's own keys (the seed's 4P+4D differ only in name, port and GPU)
+    node_defaults: dict[str, Any] = Field(default_factory=dict)
+    nodes: list[Node]
+    proxy: Proxy | None = None
+    tolerances: Tolerances = Field(default_factory=Tolerances)
+    # PYTHONHASHSEED for every vLLM node: vLLM's NONE_HASH (the first block's parent) comes from it,
+    # so without one value for all, instances hash the same prefix differently and never share KV
+    hash_seed: str | None = "0"
+    # "auto": nodes sharing a GPU on one host start one after another (they race in memory
+    # profiling otherwise), the rest together; "sequential": every node waits for the one before
+    start_order: Literal["auto", "sequential", "parallel"] = "auto"
+    real_ready_timeout_s: float = 240.0
+    fake_ready_timeout_s: float = 30.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_node_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("node_defaults") and isinstance(data.get("nodes"), list):
+            defaults = data["node_defaults"]
+            data = dict(data)
+            data["nodes"] = [
+                {**defaults, **node} if isinstance(node, dict) else node for node in data["nodes"]
+            ]
+        return data
+
+    @model_validator(mode="after")
+    def _check_references(self) -> ClusterSpec:
+        host_names = [h.name for h in self.hosts]
+        _unique("hosts", host_names)
+        _unique("nodes", [n.name for n in self.nodes])
+        known = set(host_names)
+
+        def need_host(where: str, name: str) -> None:
+            if name not in known:
+                raise ValueError(f"{where}: unknown host {name!r} (hosts: {', '.join(host_names)})")
+
+        if self.etcd:
+            need_host("etcd.host", self.etcd.host)
+        if self.mooncake_master:
+            need_host("mooncake_master.host", self.mooncake_master.host)
+        if self.proxy:
+            need_host("proxy.host", self.proxy.host)
+        for i, node in enumerate(self.nodes):
+            need_host(f"nodes[{i}] ({node.name}).host", node.host)
+        if self.mooncake.metadata == "etcd" and self.etcd is None:
+            raise ValueError("mooncake.metadata: 'etcd' needs an etcd section")
+        uses_store = any(n.connector == "MooncakeStoreConnector" for n in self.nodes)
+        if uses_store and self.mooncake_master is None:
+            raise ValueError("nodes use MooncakeStoreConnector but there is no mooncake_master section")
+        if self.proxy and not any(n.role in ("prefill", "both") for n in self.nodes):
+            raise ValueError("proxy: no node has role prefill or both")
+        if self.proxy and not any(n.role in ("decode", "both") for n in self.nodes):
+            raise ValueError("proxy: no node has role decode or both")
+        self._check_remote_ports()
+        return self
+
+    def _check_remote_ports(self) -> None:
+        remote = {h.name for h in self.hosts if h.reach == "ssh" and not h.is_loopback}
+        missing: list[str] = []
+        for i, node in enumerate(self.nodes):
+            if node.host in remote and node.port is None:
+                missing.append(f"nodes[{i}] ({node.name}).port")
+        if self.etcd and self.etcd.host in remote and self.etcd.port is None:
+            missing.append("etcd.port")
+        if (
+            self.mooncake_master
+            and self.mooncake_master.host in remote
+            and self.mooncake_master.rpc_port is None
+        ):
+            missing.append("mooncake_master.rpc_port")
+        if self.proxy and self.proxy.host in remote and self.proxy.port is None:
+            missing.append("proxy.port")
+        if missing:
+            raise ValueError(f"remote (ssh) hosts need fixed ports: set {', '.join(missing)}")
+
+    # --- lookups -------------------------------------------------------------------------------
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node {name!r} in cluster {self.name!r}")
+
+    @property
+    def impls(self) -> set[str]:
+        """'real' when anything real is launched, 'fake' when anything simulated is."""
+        out: set[str] = {n.impl for n in self.nodes}
+        if self.mooncake_master:
+            out.add("real" if self.mooncake_master.impl == "real" else "fake")
+        return out
+
+    @property
+    def uses_gpu(self) -> bool:
+        return any(n.gpus for n in self.nodes)
+
+    @property
+    def uses_ssh(self) -> bool:
+        return any(h.reach == "ssh" for h in self.hosts)
+
+    @property
+    def uses_netns(self) -> bool:
+        return any(h.netns for h in self.hosts)
+
+
+def _unique(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what}: duplicate name {name!r}")
+        seen.add(name)
+
+
+def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
+    """('nodes', 2, 'role') -> 'nodes[2] (p2).role': the index and the item's name, if it has one."""
+    out = ""
+    cursor = data
+    for part in loc:
+        if isinstance(part, int):
+            name = (
+                cursor[part].get("name")
+                if isinstance(cursor, list) and isinstance(cursor[part], dict)
+                else None
+            )
+            out += f"[{part}]" + (f" ({name})" if name else "")
+        else:
+            out += ("." if out else "") + str(part)
+        try:
+            cursor = cursor[part]
+        except (KeyError, IndexError, TypeError):
+            cursor = None
+    return out or "(top level)"
+
+
+def parse_cluster(data: Any, source: str = "<cluster>") -> ClusterSpec:
+    try:
+        return ClusterSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {_field_path(loc, data)}: {msg}")
+        raise ClusterFileError("\n".join(lines)) from None
+
+
+def load_cluster(path: str | Path) -> ClusterSpec:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ClusterFileError(f"{path}: no such cluster file") from None
+    except yaml.YAMLError as exc:
+        raise ClusterFileError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ClusterFileError(f"{path}: a cluster file is a mapping (name, hosts, nodes, ...)")
+    return parse_cluster(data, str(path))
