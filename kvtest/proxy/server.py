@@ -366,10 +366,14 @@ class PDProxy:
                 return web.Response(
                     status=r.status, body=first, content_type=_JSON, headers={"X-Request-Id": req_id}
                 )
+            clean = False
             try:
                 resp, outcome = await self._relay(request, node, r, first, req_id)
+                clean = outcome == "ok"
             finally:
-                r.close()
+                # A stream read to its end goes back to the pool (keep-alive); anything else is cut,
+                # which is how the backend learns to abort.
+                r.release() if clean else r.close()
             return resp
         except asyncio.CancelledError:
             outcome = "aborted"

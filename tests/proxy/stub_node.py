@@ -40,6 +40,7 @@ class Seen:
     path: str
     body: dict[str, Any]
     headers: Mapping[str, str]  # case-insensitive, as received
+    peer: tuple[str, int] | None = None  # the client's (the proxy's) address and port
     at: float = field(default_factory=time.monotonic)
 
 
@@ -123,7 +124,8 @@ class StubNode:
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        self.seen.append(Seen(request.path, body, request.headers.copy()))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.seen.append(Seen(request.path, body, request.headers.copy(), peer))
         req_id = request.headers.get("X-Request-Id", "")
         try:
             return await self._answer(request, body)

@@ -159,3 +159,17 @@ async def test_kvtest_proxy_command_serves(
         assert r.status_code == 200 and r.json()["choices"][0]["text"] == "t0 t1 t2 t3 "
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_one_pooled_session_reuses_backend_connections(
+    start_pd: StartPD, client: httpx.AsyncClient, stream: bool
+) -> None:
+    pd = await start_pd(n_prefill=1, n_decode=1)
+    (p,), (d,) = pd.nodes()
+    for _ in range(8):
+        r = await client.post(pd.url_for("v1/completions"), json={**BODY, "stream": stream})
+        assert r.status_code == 200
+    # Sequential requests: one keep-alive connection per backend, not one per request.
+    assert len({s.peer for s in p.seen}) == 1
+    assert len({s.peer for s in d.seen}) == 1
