@@ -32,6 +32,11 @@ def _assert_openai_error(r: httpx.Response, status: int) -> dict[str, object]:
     return error
 
 
+def _needs_known_limit(pd: PD) -> None:
+    if pd.proxy is None:
+        pytest.skip("the body-size limit of an external proxy is not known")
+
+
 @pytest.mark.parametrize("user", MALFORMED_USERS)
 async def test_malformed_designation_is_400(pd: PD, client: httpx.AsyncClient, user: str) -> None:
     r = await client.post(pd.url_for("v1/completions"), json={"model": "m", "prompt": "x", "user": user})
@@ -79,15 +84,17 @@ async def test_get_on_completions_is_json_405(pd: PD, client: httpx.AsyncClient)
 
 async def test_huge_body_is_413(start_pd: StartPD, client: httpx.AsyncClient) -> None:
     pd = await start_pd(max_body_bytes=64 * 1024)
+    _needs_known_limit(pd)
     body = {"model": "m", "prompt": "x" * (128 * 1024)}
     r = await client.post(pd.url_for("v1/completions"), json=body)
     _assert_openai_error(r, 413)
-    if pd.prefill is not None:
-        assert not pd.prefill[0].seen and not pd.prefill[1].seen
+    assert pd.prefill is not None
+    assert not pd.prefill[0].seen and not pd.prefill[1].seen
 
 
 async def test_huge_chunked_body_is_413(start_pd: StartPD, client: httpx.AsyncClient) -> None:
     pd = await start_pd(max_body_bytes=64 * 1024)
+    _needs_known_limit(pd)
 
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"model": "m", "prompt": "'
