@@ -83,6 +83,9 @@ class Engine:
         if self.has_connector:
             ext = int(self.connector.get_num_new_matched_tokens(req, local) or 0)
             ext = max(0, min(ext, req.num_tokens - 1 - local))  # at least one token is computed
+        v0_hits = 0
+        if self._v0 and first:  # before allocating: allocation caches this request's own blocks
+            v0_hits = len(hit_blocks) + self._extra_full_hits(req, len(hit_blocks))
         new = kv.allocate_slots(req, req.num_tokens - local - ext, hit_blocks, ext)
         if new is None:
             return False
@@ -108,7 +111,7 @@ class Engine:
             if self._v0:
                 full = p // bs
                 m.v0_block_queries += full
-                m.v0_block_hits += min(len(hit_blocks) + self._extra_full_hits(req, len(hit_blocks)), full)
+                m.v0_block_hits += min(v0_hits, full)
         return True
 
     def _extra_full_hits(self, req: SimRequest, start: int) -> int:

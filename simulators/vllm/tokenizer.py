@@ -91,15 +91,15 @@ class HFTokenizer:
         self.special = {k: cfg.get(k) for k in ("bos_token", "eos_token", "unk_token", "pad_token")}
         tpl = model_dir / "chat_template.jinja"
         self.chat_template: str | None = tpl.read_text() if tpl.exists() else cfg.get("chat_template")
-        special_ids = {t.id for t in self._added_tokens() if t.special}
+        special_ids = {i for i, t in self._added_tokens().items() if t.special}
         vocab = self._tok.get_vocab(with_added_tokens=True)
         # outputs: plain alphabetic tokens, so decoded text is readable and re-encodes sensibly
         plain = sorted(i for s, i in vocab.items() if i not in special_ids and s.strip("▁Ġ").isalpha())
         self.output_vocab = plain or sorted(set(range(self.vocab_size)) - special_ids)
 
-    def _added_tokens(self) -> list[Any]:
+    def _added_tokens(self) -> dict[int, Any]:
         decoder = getattr(self._tok, "get_added_tokens_decoder", None)
-        return list(decoder().values()) if decoder else []
+        return dict(decoder()) if decoder else {}
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)

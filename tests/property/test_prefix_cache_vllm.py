@@ -24,26 +24,34 @@ ENV = {"PYTHONHASHSEED": "0"}
 
 
 class RefModel:
+    """Free queue as a list of slots: None, or (hash, when it was cached). Several slots may share a
+    hash; lookup takes the one cached first (block_pool.get_cached_block returns the first inserted)."""
+
     def __init__(self, num_blocks: int, block_size: int) -> None:
         self.bs = block_size
-        self.queue: list[bytes | None] = [None] * (num_blocks - 1)  # block 0 is the null block
+        self.queue: list[tuple[bytes, int] | None] = [None] * (num_blocks - 1)  # block 0 is the null block
         self.queries = 0
         self.hits = 0
+        self.seq = 0
+
+    def _oldest(self, h: bytes) -> tuple[bytes, int] | None:
+        copies = [s for s in self.queue if s is not None and s[0] == h]
+        return min(copies, key=lambda s: s[1]) if copies else None
 
     def run(self, hashes_all: list[bytes], prompt_len: int, out_len: int) -> int:
         bs = self.bs
         prompt_hashes = hashes_all[: prompt_len // bs]
-        hit = 0
+        mine: list[tuple[bytes, int] | None] = []
         for h in prompt_hashes[: (prompt_len - 1) // bs]:
-            if h not in self.queue:
+            slot = self._oldest(h)
+            if slot is None:
                 break
-            hit += 1
+            mine.append(slot)
+        hit = len(mine)
         self.queries += prompt_len
         self.hits += hit * bs
-        mine: list[bytes | None] = []
-        for h in prompt_hashes[:hit]:  # touch: take the first copy out of the free queue
-            self.queue.remove(h)
-            mine.append(h)
+        for slot in mine:  # touch: take the hit blocks out of the free queue
+            self.queue.remove(slot)
         computed = prompt_len + out_len - 1  # the last sampled token's KV is never computed
         need = -(-max(prompt_len, computed) // bs) - hit
         for _ in range(need):
@@ -51,9 +59,13 @@ class RefModel:
             mine.append(None)
         full = computed // bs
         for i in range(hit, min(full, len(mine))):
-            mine[i] = hashes_all[i]
+            mine[i] = (hashes_all[i], self.seq)
+            self.seq += 1
         self.queue.extend(reversed(mine))
         return hit * bs
+
+    def hashes(self) -> list[bytes | None]:
+        return [s[0] if s else None for s in self.queue]
 
 
 class PrefixCacheMachine(RuleBasedStateMachine):
@@ -105,7 +117,7 @@ class PrefixCacheMachine(RuleBasedStateMachine):
             return
         pool = self.engine.kv.pool
         got = [pool.blocks[i].block_hash for i in pool.free_queue.block_ids()]
-        assert got == self.model.queue
+        assert got == self.model.hashes()
         assert self.engine.kv.usage == 0.0
 
 
