@@ -33,9 +33,7 @@ The model assumes each node serves its requests one at a time in dataset order (
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import re
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -57,15 +55,13 @@ V0_METRIC_BLOCK = (
 
 
 # ----------------------------------------------------------------------------------------------- tokenizers
-_WORD = re.compile(r"\w+|[^\w\s]")
-
-
 def builtin_tokenize(text: str) -> list[int]:
-    """Deterministic tokenizer for bare model names: BOS (1) then one id per word or punctuation mark."""
-    ids = [1]
-    for tok in _WORD.findall(text):
-        ids.append(3 + int.from_bytes(hashlib.blake2b(tok.encode(), digest_size=4).digest(), "big") % 31997)
-    return ids
+    """Tokenizer for bare model names: one token per UTF-8 byte, no BOS.
+
+    The fake vLLM's ByteTokenizer (simulators/vllm/tokenizer.py) does the same for a bare name, so the
+    expectation for a simulator cluster is exact; tests/workload/test_expect.py checks they agree.
+    """
+    return list(text.encode("utf-8"))
 
 
 def load_tokenizer(model: str, tokenizer: str | None = None) -> Tokenize:

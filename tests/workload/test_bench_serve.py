@@ -8,11 +8,18 @@ import httpx
 import pytest
 import respx
 
-from kvtest.expect import builtin_tokenize as tok
 from kvtest.workload import sharegpt, synthetic
 from kvtest.workload.bench_serve import calculate_metrics, format_result, main
 from kvtest.workload.send import RequestResult
 from kvtest.workload.sharegpt import SampleRequest, is_valid_sequence
+
+
+_VOCAB: dict[str, int] = {}
+
+
+def tok(text: str) -> list[int]:
+    """Word-level tokenizer with a BOS, like a real one in shape (lengths in the tests are in words)."""
+    return [0] + [_VOCAB.setdefault(w, len(_VOCAB) + 1) for w in text.split()]
 
 
 def conv(prompt: str, answer: str) -> dict:
