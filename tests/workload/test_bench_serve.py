@@ -13,7 +13,6 @@ from kvtest.workload.bench_serve import calculate_metrics, format_result, main
 from kvtest.workload.send import RequestResult
 from kvtest.workload.sharegpt import SampleRequest, is_valid_sequence
 
-
 _VOCAB: dict[str, int] = {}
 
 
