@@ -40,7 +40,7 @@ The song outlasts the singer and the pen"""
 
 def _vocab(size: int = 4096) -> list[str]:
     rng = random.Random(1234)  # fixed: the vocabulary is part of the format, not of the run's seed
-    words = set()
+    words: set[str] = set()
     while len(words) < size:
         words.add("".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(1, 3))))
     return sorted(words)
