@@ -439,6 +439,10 @@ class MooncakeDistributedStore:
             if sum(sizes) < length:
                 out.append(INVALID_PARAMS)
                 continue
+            if sum(sizes) > length:
+                # real: the slices must add up to the object (transfer_task.cpp, "all_slice_len")
+                out.append(int(ErrorCode.TRANSFER_FAIL))
+                continue
             data = bytearray(length)
             c = self._read(segment, offset, memoryview(data))
             if c != OK:

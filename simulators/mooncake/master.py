@@ -59,8 +59,14 @@ class ClientInfo:
 
 
 class MasterService:
-    def __init__(self, cfg: MasterConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cfg: MasterConfig,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.log = logger or log
         self.clock = clock
         self.rng = random.Random(cfg.seed)
         self.objects: dict[str, ObjectMeta] = {}
@@ -121,12 +127,12 @@ class MasterService:
             raise MasterError(ErrorCode.INVALID_PARAMS)
         if name in self.segments:
             # real: segment.cpp "segment_name=..., warn=segment_already_exists", mount still OK
-            log.warning("segment_name=%s, warn=segment_already_exists", name)
+            self.log.warning("segment_name=%s, warn=segment_already_exists", name)
             self._count("mount_segment", True)
             return
         self.segments[name] = Segment(name, endpoint, size, client_id, OffsetAllocator(size))
         client.segments.add(name)
-        log.info("client_id=%s, action=mount_segment, segment_name=%s", client_id, name)
+        self.log.info("client_id=%s, action=mount_segment, segment_name=%s", client_id, name)
         self._count("mount_segment", True)
 
     def unmount_segment(self, client_id: str, name: str) -> None:
@@ -145,7 +151,7 @@ class MasterService:
         client = self.clients.get(seg.client_id)
         if client is not None:
             client.segments.discard(seg.name)
-        log.info("client_id=%s, action=unmount_segment, segment_name=%s", seg.client_id, seg.name)
+        self.log.info("client_id=%s, action=unmount_segment, segment_name=%s", seg.client_id, seg.name)
 
     def ping(self, client_id: str) -> str:
         """ "ok", or "need_remount" for a client the master has expired (it then remounts)."""
@@ -172,7 +178,7 @@ class MasterService:
         now = self.clock()
         expired = [c for c in self.clients.values() if now - c.last_ping > self.cfg.client_ttl]
         for client in expired:
-            log.info("client_id=%s, action=client_expired", client.client_id)
+            self.log.info("client_id=%s, action=client_expired", client.client_id)
             del self.clients[client.client_id]
             for name in list(client.segments):
                 seg = self.segments.get(name)
@@ -192,7 +198,9 @@ class MasterService:
     def _put_start(self, client_id: str, key: str, size: int, upsert: bool = False) -> tuple[str, int]:
         now = self.clock()
         if not key or size <= 0:
-            log.error("key=%s, replica_num=1, slice_length=1, key_size=%d, error=invalid_params", key, size)
+            self.log.error(
+                "key=%s, replica_num=1, slice_length=1, key_size=%d, error=invalid_params", key, size
+            )
             raise MasterError(ErrorCode.INVALID_PARAMS)
         old = self.objects.get(key)
         if old is not None:
@@ -202,13 +210,13 @@ class MasterService:
             elif upsert and old.complete:
                 self._drop(key)
             else:
-                log.info("key=%s, info=object_already_exists", key)
+                self.log.info("key=%s, info=object_already_exists", key)
                 raise MasterError(ErrorCode.OBJECT_ALREADY_EXISTS)
         seg = self._allocate(size)
         if seg is None:
             self.counters["master_put_start_alloc_failures_total"] += 1
             self.need_eviction = True
-            log.warning("key=%s, size=%d, error=no_available_handle", key, size)
+            self.log.warning("key=%s, size=%d, error=no_available_handle", key, size)
             raise MasterError(ErrorCode.NO_AVAILABLE_HANDLE)
         offset = seg.alloc.allocate(size)
         assert offset is not None
@@ -405,7 +413,7 @@ class MasterService:
             c["master_successful_evictions_total"] += 1
             c["master_evicted_key_count"] += n
             c["master_evicted_size_bytes"] += freed
-            log.info("action=evict_objects, evicted_count=%d, total_freed_size=%d", n, freed)
+            self.log.info("action=evict_objects, evicted_count=%d, total_freed_size=%d", n, freed)
         elif object_count == 0:
             self.need_eviction = False
         return n

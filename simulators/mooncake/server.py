@@ -54,9 +54,10 @@ _RPCS = {
 
 
 class MockMooncakeMaster:
-    def __init__(self, cfg: MasterConfig) -> None:
+    def __init__(self, cfg: MasterConfig, logger: logging.Logger | None = None) -> None:
         self.cfg = cfg
-        self.service = MasterService(cfg)
+        self.log = logger or log
+        self.service = MasterService(cfg, logger=self.log)
         self._rpc_server: asyncio.Server | None = None
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -94,7 +95,7 @@ class MockMooncakeMaster:
         self._tasks.append(
             asyncio.create_task(self._loop(CLIENT_MONITOR_PERIOD_S, self.service.monitor_tick))
         )
-        log.info(
+        self.log.info(
             "Master service started on port %d, metrics_port=%d, default_kv_lease_ttl=%d, eviction_ratio=%s, "
             "eviction_high_watermark_ratio=%s, client_ttl=%d, enable_http_metadata_server=%d",
             self.cfg.rpc_port, self.cfg.metrics_port, self.cfg.default_kv_lease_ttl, self.cfg.eviction_ratio,
@@ -136,14 +137,13 @@ class MockMooncakeMaster:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    @staticmethod
-    async def _loop(period: float, fn: Any) -> None:
+    async def _loop(self, period: float, fn: Any) -> None:
         while True:
             await asyncio.sleep(period)
             try:
                 fn()
             except Exception:  # a bug in one tick must not stop eviction for good
-                log.exception("background tick failed")
+                self.log.exception("background tick failed")
 
     # --- RPC ----------------------------------------------------------------------------------------
     async def _serve_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -175,7 +175,7 @@ class MockMooncakeMaster:
         except MasterError as e:
             return [e.code, None]
         except (TypeError, ValueError) as e:
-            log.error("bad request %s%r: %s", method, args, e)
+            self.log.error("bad request %s%r: %s", method, args, e)
             return [int(ErrorCode.INVALID_PARAMS), None]
 
     # --- admin HTTP (master_admin_service.cpp) ------------------------------------------------------
