@@ -220,6 +220,13 @@ class KVCacheManager:
         pool = self.pool
         req_blocks = self.req_blocks.get(request.request_id)
         num_have = len(req_blocks) if req_blocks else 0
+        if not new_computed_blocks and not num_external_computed_tokens:
+            # decode fast path: the new slot fits in the last block (most steps)
+            total = request.num_computed_tokens + num_new_tokens
+            if total <= num_have * bs:
+                if self.enable_caching and total // bs > self.num_cached[request.request_id]:
+                    self._cache(request, min(total, request.num_tokens))
+                return []
         num_computed = request.num_computed_tokens + len(new_computed_blocks) * bs
         total = num_computed + num_external_computed_tokens + num_new_tokens
         need = -(-total // bs) - num_have - len(new_computed_blocks)
