@@ -445,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--flow", choices=["pd", "single"], default="pd")
     p.add_argument("--connector", choices=["none", "store"], default="none")
     p.add_argument("--no-shared-hash-seed", action="store_true", help="nodes lack a common PYTHONHASHSEED")
+    p.add_argument("--results", default=None, help="kvtest send --out file(s): real output token counts")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
     try:
@@ -452,17 +453,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"kvtest expect: {exc}", file=sys.stderr)
         return 2
-    model = args.model or (requests[0].model if requests else "")
-    rows = expect(
-        requests,
-        load_tokenizer(model, args.tokenizer),
-        repeat=args.repeat,
+    outputs: list[int] | None = None
+    if args.results:
+        from kvtest.workload.send import read_results
+
+        got = read_results(args.results)
+        if len(got) not in (len(requests), len(requests) * args.repeat):
+            print(
+                f"kvtest expect: {args.results} has {len(got)} results for {len(requests)} requests",
+                file=sys.stderr,
+            )
+            return 2
+        # A request that failed or reported no usage is assumed to have produced max_tokens.
+        outputs = [
+            r.completion_tokens if r.completion_tokens is not None else requests[i % len(requests)].max_tokens
+            for i, r in enumerate(got)
+        ]
+    model_name = args.model or (requests[0].model if requests else "")
+    model = ClusterModel(
+        load_tokenizer(model_name, args.tokenizer),
         block_size=args.block_size,
         num_gpu_blocks=args.num_gpu_blocks,
         flow=args.flow,
         connector=args.connector,
         shared_hash_seed=not args.no_shared_hash_seed,
     )
+    for k in range(args.repeat):
+        chunk = None
+        if outputs is not None:
+            chunk = (
+                outputs
+                if len(outputs) == len(requests)
+                else outputs[k * len(requests) : (k + 1) * len(requests)]
+            )
+        model.run(requests, chunk)
+    rows = model.counters()
     if args.json:
         print(json.dumps({k: v.to_dict() for k, v in rows.items()}, indent=2))
     else:

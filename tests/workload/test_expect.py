@@ -144,3 +144,31 @@ def test_cli_prints_json_per_node(tmp_path, capsys):
     assert rows[P[0]] == json.loads(json.dumps(want.to_dict())) and rows[P[0]]["requests"] == 40
     assert set(rows) == {P[0], D[0]}
     assert main(["--datapath", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_cli_takes_real_output_counts_from_send_results(tmp_path, capsys):
+    from kvtest.workload.send import RequestResult, write_results
+
+    spec = DatasetSpec(
+        strategy="RR", request_num=6, prefill=P[:2], decode=D[:1], context_len=3, requests_per_context=3
+    )
+    reqs = build(spec)
+    path = write(tmp_path / "d.jsonl", reqs)
+    outs = [1, 1, 1, 1, 1, 1]  # far below max_tokens=100: fewer blocks held, less eviction on a 30-block pool
+    write_results(
+        tmp_path / "r.jsonl", [RequestResult(i, True, 200, completion_tokens=o) for i, o in enumerate(outs)]
+    )
+    args = ["--datapath", str(path), "--block-size", "16", "--num-gpu-blocks", "30", "--json"]
+    assert main([*args, "--results", str(tmp_path / "r.jsonl"), "--repeat", "2"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    model = ClusterModel(builtin_tokenize, block_size=16, num_gpu_blocks=30)
+    model.run(reqs, outs)
+    model.run(reqs, outs)
+    assert got == json.loads(json.dumps({k: v.to_dict() for k, v in model.counters().items()}))
+    assert got[D[0]]["hits"] == 1008
+    assert main([*args, "--repeat", "2"]) == 0  # assuming max_tokens were generated: more evicted
+    assert json.loads(capsys.readouterr().out)[D[0]]["hits"] == 688
+    assert main([*args, "--results", str(tmp_path / "r.jsonl"), "--repeat", "1"]) == 0
+    capsys.readouterr()
+    write_results(tmp_path / "short.jsonl", [RequestResult(0, True, 200)])
+    assert main([*args, "--results", str(tmp_path / "short.jsonl")]) == 2
