@@ -98,9 +98,11 @@ class StoreCluster:
         host: str = "127.0.0.1",
         check: bool = True,
         inproc: bool = False,
+        process: bool = False,
     ) -> Any:
         """A set-up client: in its own process unless inproc (needed for the pointer APIs)."""
-        if inproc or self.impl == "mock":  # mock clients close at once; keep them in this process
+        # mock clients close at once, so they stay in this process unless the test needs to kill one
+        if inproc or (self.impl == "mock" and not process):
             store = store_class(self.impl)()  # type: ignore[arg-type]
         else:
             n = len(self.clients)
