@@ -4,7 +4,7 @@ Keep entries with at least two turns; shuffle with the seed; take turn 0 as the 
 count as the output length (or a fixed --sharegpt-output-len); drop pairs that fail is_valid_sequence
 (prompt or output shorter than 4 tokens, prompt longer than 1024, prompt + output longer than 2048; the
 output minimum is skipped when the output length is fixed); if too few remain, oversample with
-random.choices on the same seeded generator.
+random.choice on the same seeded generator (maybe_oversample_requests).
 """
 
 from __future__ import annotations
@@ -69,5 +69,6 @@ def sample(
             continue
         out.append(SampleRequest(prompt, prompt_len, new_output_len))
     if out and len(out) < num_requests:
-        out += rng.choices(out, k=num_requests - len(out))
+        # vLLM's maybe_oversample_requests: random.choice per missing request, on the same seeded state
+        out += [rng.choice(out) for _ in range(num_requests - len(out))]
     return out
