@@ -82,7 +82,11 @@ class PDProxy:
         self._session = aiohttp.ClientSession(
             timeout=timeout, connector=aiohttp.TCPConnector(limit=0, limit_per_host=0)
         )
-        self._runner = web.AppRunner(self.build_app(), handler_cancellation=True, access_log=None)
+        # handler_cancellation: a client that leaves cancels its handler, which closes both legs.
+        # shutdown_timeout: stop() gives open streams this grace (aiohttp waits it twice), then cuts them.
+        self._runner = web.AppRunner(
+            self.build_app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port)
         await site.start()

@@ -173,3 +173,16 @@ async def test_one_pooled_session_reuses_backend_connections(
     # Sequential requests: one keep-alive connection per backend, not one per request.
     assert len({s.peer for s in p.seen}) == 1
     assert len({s.peer for s in d.seen}) == 1
+
+
+async def test_stop_does_not_wait_for_a_stream_that_never_ends(start_pd: StartPD) -> None:
+    pd = await start_pd(n_prefill=1, n_decode=1, read_timeout=60)
+    (_,), (d,) = pd.nodes()
+    d.mode, d.tokens = "hang_mid_stream", 6
+    assert pd.proxy is not None
+    url = pd.url_for("v1/completions")
+    async with httpx.AsyncClient(timeout=30) as c, c.stream("POST", url, json={**BODY, "stream": True}) as r:
+        assert r.status_code == 200
+        start = time.monotonic()
+        await pd.proxy.stop()
+        assert time.monotonic() - start < 5
