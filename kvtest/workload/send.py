@@ -3,9 +3,9 @@
     results = await send_all("http://127.0.0.1:8000", dataset.read("d.jsonl"), concurrency=1)
 
 Streaming is on by default so time to first token is measured where the client sees it: the first SSE
-event that carries text. Usage comes from the final chunk (`stream_options.include_usage`). A request
-fails on a non-2xx status, an `error` event inside the stream, a body that is not the expected JSON, or a
-transport error; the result says which.
+event that carries choices (as vLLM's benchmark client counts it). Usage comes from the final chunk
+(`stream_options.include_usage`). A request fails on a non-2xx status, an `error` event inside the
+stream, a body that is not the expected JSON, or a transport error; the result says which.
 """
 
 from __future__ import annotations
@@ -119,9 +119,11 @@ async def send_one(
                                 f"error event: {err.get('message', err) if isinstance(err, dict) else err}"
                             )
                             break
-                        text = _chunk_text(obj)
                         now = time.perf_counter()
-                        if text:
+                        # Like vLLM's benchmark client: any chunk with choices is a token event (even with
+                        # empty text); the usage-only chunk at the end has none.
+                        if obj.get("choices"):
+                            text = _chunk_text(obj)
                             chunks += 1
                             if res.ttft_s is None:
                                 res.ttft_s = now - start
