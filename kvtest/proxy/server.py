@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from kvtest.proxy import flows, sse
 from kvtest.proxy.config import Node, ProxyConfig
 from kvtest.proxy.designation import parse_designation
-from kvtest.proxy.errors import ProxyError, error_body, leg_http_error
+from kvtest.proxy.errors import ProxyError, backend_message, error_body, leg_http_error
 from kvtest.proxy.metrics import ProxyMetrics
 from kvtest.proxy.routing import Router
 
@@ -265,7 +265,11 @@ class PDProxy:
             async with self.session.get(url) as r:
                 raw = await r.read()
                 if r.status != 200:
-                    raise leg_http_error("prefill", url, 502 if r.status >= 500 else r.status, raw)
+                    # Any bootstrap failure is the deployment's, never the client's: always 502.
+                    message, _ = backend_message(raw)
+                    raise ProxyError(
+                        502, f"prefill bootstrap {url} answered {r.status}: {message}", leg="prefill"
+                    )
             data = json.loads(raw)
         except ProxyError:
             self.metrics.leg_errors.labels("prefill", node.url, "bootstrap").inc()

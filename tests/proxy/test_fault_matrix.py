@@ -166,8 +166,24 @@ CASES = [
         "mooncake bootstrap /query 500 -> 502",
         mode(_prefill, "ok", query_status=500),
         502,
-        "answered 502",
+        "bootstrap",
         config={"flow": "mooncake"},
+        decode_called=False,
+    ),
+    Case(
+        "mooncake bootstrap /query 404 -> 502 (not the client's fault)",
+        mode(_prefill, "ok", query_status=404),
+        502,
+        "bootstrap",
+        config={"flow": "mooncake"},
+        decode_called=False,
+    ),
+    Case(
+        "mooncake bootstrap refused -> 502",
+        mode(_prefill, "ok"),
+        502,
+        "unreachable",
+        config={"flow": "mooncake", "bootstrap_port": [9]},  # nothing listens on 127.0.0.1:9
         decode_called=False,
     ),
     Case(
