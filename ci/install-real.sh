@@ -49,6 +49,7 @@ echo "import kvtest_cpu_shim" > "$SITE/kvtest_cpu_shim.pth"
 import importlib.metadata as m
 
 import mooncake.store  # noqa: F401  (libibverbs present)
+import vllm.platforms  # noqa: F401  (imports torch the way vllm serve does)
 import torch
 
 torch.cuda.Event().record()  # the shim's CPU event

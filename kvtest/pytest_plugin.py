@@ -2,11 +2,24 @@
 
 Options: `--cluster FILE` (default: the simulator cluster). Markers: real, gpu, rdma, slow, netns.
 The cluster/proxy/nodes/store/metrics fixtures live here so any project can use them.
+
+Fixtures (session-scoped cluster, per xdist worker):
+- `cluster_spec`: the parsed --cluster file (a bare name like `sim` means fixtures/clusters/sim.yaml).
+- `cluster`: the running kvtest.cluster.Cluster, started once per session (or per xdist worker,
+  each on its own free ports) and always stopped; with KVTEST_CLUSTER_STATE=runs/.../state.json
+  it attaches to a cluster `kvtest cluster up` already started and leaves it running.
+- `proxy_url` (--proxy-url wins), `nodes`, `metrics` (a MetricsScraper), `store` (a set-up store
+  client of the cluster's master, closed after the test).
+Gated tests skip with the exact reason (no GPU cluster file, no GPU, no RDMA device, real tools
+not installed, no root for netns) and fail instead where KVTEST_REQUIRE names the feature.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +54,139 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     seed = os.environ.get("KVTEST_SEED", "0")
     return [f"kvtest: cluster={config.getoption('--cluster') or 'sim'} seed={seed}"]
+
+
+# --- cluster fixtures ---------------------------------------------------------------------------------
+def resolve_cluster_file(value: str | None, rootdir: Path) -> Path:
+    """`--cluster` value -> a file: a path as given, else fixtures/clusters/<name>.yaml under rootdir."""
+    value = value or "sim"
+    path = Path(value)
+    if path.exists():
+        return path
+    for candidate in (rootdir / value, rootdir / "fixtures" / "clusters" / f"{value}.yaml"):
+        if candidate.exists():
+            return candidate
+    return path
+
+
+@pytest.fixture(scope="session")
+def cluster_spec(request: pytest.FixtureRequest) -> Any:
+    from kvtest.cluster.schema import load_cluster
+
+    path = resolve_cluster_file(request.config.getoption("--cluster"), request.config.rootpath)
+    if not path.exists():
+        pytest.skip(f"no cluster file: {path} does not exist (pass --cluster FILE)")
+    return load_cluster(path)
+
+
+def _gate_spec(spec: Any) -> None:
+    from kvtest.cluster import requirements
+    from kvtest.gating import skip_unless
+
+    if "real" in spec.impls:
+        reason = requirements.real_missing(spec)
+        skip_unless("real", reason is None, reason or "")
+    if spec.uses_netns:
+        reason = requirements.netns_missing()
+        skip_unless("netns", reason is None, reason or "")
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    request: pytest.FixtureRequest, cluster_spec: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    from kvtest.cluster.cluster import Cluster
+    from kvtest.cluster.runner import start
+
+    state = os.environ.get("KVTEST_CLUSTER_STATE")
+    if state:
+        yield Cluster.from_state(state)
+        return
+    _gate_spec(cluster_spec)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and _has_fixed_ports(cluster_spec):
+        pytest.fail(
+            f"cluster {cluster_spec.name!r} has fixed ports, so xdist workers would collide: "
+            "run it with -n 0 (or start it once with `kvtest cluster up` and set KVTEST_CLUSTER_STATE)",
+            pytrace=False,
+        )
+    run_dir = (
+        Path(request.config.rootpath)
+        / "runs"
+        / f"pytest-{cluster_spec.name}-{worker or 'main'}-{os.getpid()}"
+    )
+    started = start(cluster_spec, run_dir)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _has_fixed_ports(spec: Any) -> bool:
+    fixed = [n.port for n in spec.nodes] + [spec.proxy.port if spec.proxy else None]
+    if spec.mooncake_master:
+        fixed += [spec.mooncake_master.rpc_port, spec.mooncake_master.metrics_port]
+    if spec.etcd:
+        fixed.append(spec.etcd.port)
+    return any(p is not None for p in fixed)
+
+
+@pytest.fixture(scope="session")
+def proxy_url(request: pytest.FixtureRequest) -> str:
+    given = request.config.getoption("--proxy-url")
+    if given:
+        return str(given)
+    running = request.getfixturevalue("cluster")
+    if not running.proxy_url:
+        pytest.skip(f"cluster {running.name!r} has no proxy section")
+    return str(running.proxy_url)
+
+
+@pytest.fixture(scope="session")
+def nodes(cluster: Any) -> list[Any]:
+    return list(cluster.nodes)
+
+
+@pytest.fixture
+def metrics(cluster: Any) -> Any:
+    return cluster.metrics
+
+
+@pytest.fixture
+def store(cluster: Any) -> Iterator[Any]:
+    if not cluster.master_address:
+        pytest.skip(f"cluster {cluster.name!r} has no mooncake_master")
+    client = cluster.store()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Markers gpu, rdma, netns, real: skip (or fail under KVTEST_REQUIRE) with the exact reason."""
+    from kvtest.cluster import requirements
+    from kvtest.gating import skip_unless
+
+    names = {m.name for m in item.iter_markers()}
+    if not names & {"gpu", "rdma", "netns"}:
+        return
+    option = item.config.getoption("--cluster")
+    spec = None
+    if option:
+        from kvtest.cluster.schema import ClusterFileError, load_cluster
+
+        path = resolve_cluster_file(option, item.config.rootpath)
+        try:
+            spec = load_cluster(path)
+        except ClusterFileError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    if "gpu" in names:
+        reason = requirements.gpu_missing(spec, option)
+        skip_unless("gpu", reason is None, reason or "")
+    if "rdma" in names:
+        reason = requirements.rdma_missing(spec)
+        skip_unless("rdma", reason is None, reason or "")
+    if "netns" in names:
+        reason = requirements.netns_missing()
+        skip_unless("netns", reason is None, reason or "")

@@ -102,9 +102,10 @@ class _TorchPostImportHook(importlib.abc.MetaPathFinder):
     """Finds nothing itself; wraps torch's loader so _patch_torch runs once torch is initialised."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        # Stays installed until torch is executed: importlib.util.find_spec("torch") (transformers'
+        # is_torch_available) also comes here, and the spec it gets is not the one imported later.
         if fullname != "torch":
             return None
-        sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return spec
@@ -113,6 +114,8 @@ class _TorchPostImportHook(importlib.abc.MetaPathFinder):
 
         def exec_module(module: Any) -> None:
             original_exec(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
             _patch_torch(module)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]

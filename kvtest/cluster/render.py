@@ -245,6 +245,14 @@ def render(spec: ClusterSpec, run_dir: Path, base_env: dict[str, str] | None = N
         port = _port(p.port)
         proxy_url = f"http://{h.address}:{port}"
         prefill = [n.url for n in nodes if n.role in ("prefill", "both")]
+        # MooncakeConnector flow: the proxy asks each prefill node's bootstrap server (its
+        # VLLM_MOONCAKE_BOOTSTRAP_PORT) for the engine id, one port per --prefill URL
+        bootstrap = [
+            la.env["VLLM_MOONCAKE_BOOTSTRAP_PORT"]
+            for la, n in zip((la for la in launches if la.kind == "vllm"), nodes, strict=True)
+            if n.role in ("prefill", "both") and "VLLM_MOONCAKE_BOOTSTRAP_PORT" in la.env
+        ]
+        bootstrap_args = ["--bootstrap-port", *bootstrap] if len(bootstrap) == len(prefill) else []
         decode = [n.url for n in nodes if n.role in ("decode", "both")]
         launches.append(
             Launch(
@@ -266,6 +274,7 @@ def render(spec: ClusterSpec, run_dir: Path, base_env: dict[str, str] | None = N
                     p.strategy,
                     "--flow",
                     p.flow,
+                    *bootstrap_args,
                     *p.args,
                 ],
                 env={},

@@ -226,13 +226,19 @@ def up(spec: ClusterSpec, run_dir: Path | None = None, **kwargs: Any) -> Iterato
 
 # --- acting on a state file from another shell -------------------------------------------------------
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Any live (non-zombie) process in the group? After `cluster up` exits, its children belong to
+    pid 1, which in a container may never reap them: a zombie answers killpg(pgid, 0) forever."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as fh:
+                fields = fh.read().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _same_process(pid: int, create_time: float | None) -> bool:
