@@ -8,7 +8,8 @@ Run directory layout (written by the experiments, read here)::
           {"name", "title", "description", "metric": "v1"|"v0", "notes": [str, ...],
            "nodes": [{"node", "machine", "role", "requests", "queries", "hits", "hit_rate",
                       "expected", "tolerance", "verdict": "PASS"|"FAIL", "note", "detail": {...}}, ...],
-           "latencies": [{"index", "ok", "ttft_s", "e2e_s", ...}, ...]}   (kvtest.workload.send results)
+           "latencies": [{"index", "ok", "ttft_s", "e2e_s", "run", ...}, ...]}
+          latencies are kvtest.workload.send results; "run" (1 = cold cache, 2 = the repeat) is optional
 
 `kvtest report RUN_DIR` writes beside them:
 

@@ -93,43 +93,54 @@ def hit_rate_chart(results: Sequence[ExperimentResult], path: str | Path) -> Pat
     return out
 
 
+RUN_COLORS = ("#3b6fb6", "#e08a2c", "#6a4c93", "#2e9d5b")
+
+
 def latency_chart(results: Sequence[ExperimentResult], path: str | Path) -> Path | None:
-    """None when no experiment recorded latencies."""
+    """None when no experiment recorded latencies. Records with a "run" key (1 = cold cache, 2 = the
+    repeat, ...) get one box per run side by side, so the effect of cache hits on TTFT is visible."""
     with_lat = [r for r in results if any(x.get("ok") for x in r.latencies)]
     if not with_lat:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 2.2 * len(with_lat) + 3), 4.2), squeeze=False)
-    for ax, key, title in (
-        (axes[0][0], "ttft_s", "Time to first token"),
-        (axes[0][1], "e2e_s", "End-to-end"),
-    ):
-        data = [
-            [x[key] * 1e3 for x in r.latencies if x.get("ok") and x.get(key) is not None] for r in with_lat
-        ]
-        positions = list(range(1, len(with_lat) + 1))
-        drawn = [(p, d) for p, d in zip(positions, data, strict=True) if d]
-        if drawn:
-            ax.boxplot([d for _, d in drawn], positions=[p for p, _ in drawn], widths=0.5, showfliers=False)
-            for p, d in drawn:
-                jitter = [p + ((i * 37) % 21 - 10) / 60 for i in range(len(d))]
-                ax.scatter(jitter, d, s=8, alpha=0.5, color="#3b6fb6", zorder=3)
+    runs = sorted({int(x.get("run", 1)) for r in with_lat for x in r.latencies})
+    width = 0.7 / len(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, (1.4 + 0.6 * len(runs)) * len(with_lat) + 3), 4.4))
+    for ax, key, title in ((axes[0], "ttft_s", "Time to first token"), (axes[1], "e2e_s", "End-to-end")):
+        top = 1.0
+        for e, res in enumerate(with_lat, start=1):
+            for k, run in enumerate(runs):
+                vals = [
+                    x[key] * 1e3
+                    for x in res.latencies
+                    if x.get("ok") and x.get(key) is not None and int(x.get("run", 1)) == run
+                ]
+                if not vals:
+                    continue
+                pos = e + (k - (len(runs) - 1) / 2) * width
+                color = RUN_COLORS[k % len(RUN_COLORS)]
+                ax.boxplot([vals], positions=[pos], widths=width * 0.8, showfliers=False)
+                jitter = [pos + ((i * 37) % 21 - 10) / 21 * width * 0.35 for i in range(len(vals))]
+                ax.scatter(jitter, vals, s=8, alpha=0.55, color=color, zorder=3)
+                median = sorted(vals)[len(vals) // 2]
                 ax.text(
-                    p,
-                    max(d) * 1.03,
-                    f"p50 {sorted(d)[len(d) // 2]:.1f}",
-                    fontsize=7,
-                    ha="center",
-                    va="bottom",
+                    pos, max(vals) * 1.03, f"{median:.1f}", fontsize=7, ha="center", va="bottom", color=color
                 )
-        ax.set_xticks(positions)
+                top = max(top, max(vals))
+        ax.set_xticks(range(1, len(with_lat) + 1))
         ax.set_xticklabels([r.name for r in with_lat], rotation=20, ha="right", fontsize=8)
-        ax.set_ylabel("ms")
-        top = max((max(d) for d in data if d), default=1.0)
-        ax.set_ylim(0, top * 1.15)  # from zero, with room for the p50 labels
+        ax.set_ylabel("ms (label: median)")
+        ax.set_ylim(0, top * 1.15)  # from zero, with room for the labels
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
+    if len(runs) > 1:
+        handles = [
+            plt.Line2D([], [], marker="o", ls="", color=RUN_COLORS[k % len(RUN_COLORS)])
+            for k in range(len(runs))
+        ]
+        labels = [f"run {r}" + (" (cold cache)" if r == runs[0] else "") for r in runs]
+        fig.legend(handles, labels, loc="upper right", ncol=len(runs))
     fig.suptitle("Request latency per experiment (each dot a request)", x=0.01, ha="left", fontsize=12)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     out = Path(path)
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -23,7 +23,14 @@ def row(node, role, rate, expected, requests=40, verdict="PASS", machine="m1", t
 def latencies(n, seed, base):
     rng = random.Random(seed)
     return [
-        {"index": i, "ok": True, "ttft_s": base * rng.uniform(0.5, 1.5), "e2e_s": base * rng.uniform(4, 6)}
+        {
+            "index": i,
+            "ok": True,
+            "ttft_s": base * rng.uniform(0.5, 1.5),
+            "e2e_s": base * rng.uniform(4, 6),
+            "run": run,
+        }
+        for run in (1, 2)
         for i in range(n)
     ]
 
