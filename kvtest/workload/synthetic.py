@@ -3,8 +3,8 @@
 synthetic: input and output lengths are log-normal, roughly ShareGPT's shape after vLLM's filter (median
 input ~160 tokens, median output ~200, long tails, clipped to 4..1024 and a 2048 total). A share of every
 prompt (`shared_prefix_ratio`) is one common prefix, so prefix caching has something to find; the rest is
-unique words. Lengths are counted in words of a fixed vocabulary; `prompt_len` is then measured with the
-tokenizer, so reported token totals are real.
+unique words of a fixed vocabulary. Lengths are drawn in tokens and turned into a word count with the
+tokenizer's tokens-per-word on that vocabulary; `prompt_len` is then measured, so token totals are real.
 
 sonnet: like vLLM's `--dataset-name sonnet`: an instruction, a fixed prefix of poem lines shared by every
 prompt (`prefix_len` tokens), then lines drawn at random until `input_len` tokens. Lines come from a file
@@ -64,16 +64,26 @@ def synthetic(
         raise ValueError("shared_prefix_ratio must be within 0..1")
     rng = random.Random(seed)
     vocab = _vocab()
-    prefix_words = [rng.choice(vocab) for _ in range(1024)]
+    # Lengths are drawn in tokens; words per token comes from this tokenizer on the vocabulary itself.
+    probe = vocab[:256]
+    tokens_per_word = max(len(tokenize(" ".join(probe))) / len(probe), 1e-6)
+    prefix_words = [rng.choice(vocab) for _ in range(round(1024 / tokens_per_word) + 1)]
     out = []
     for _ in range(num_requests):
         n_in = _lognormal_len(rng, input_median, 1.0, 4, 1024)
-        n_out = output_len or _lognormal_len(rng, output_median, 0.9, 4, 1024)
-        n_out = min(n_out, 2048 - n_in)
-        shared = round(n_in * shared_prefix_ratio)
-        words = prefix_words[:shared] + [rng.choice(vocab) for _ in range(n_in - shared)]
+        n_words = max(1, round(n_in / tokens_per_word))
+        shared = round(n_words * shared_prefix_ratio)
+        words = prefix_words[:shared] + [rng.choice(vocab) for _ in range(n_words - shared)]
         prompt = " ".join(words)
-        out.append(SampleRequest(prompt, len(tokenize(prompt)), n_out))
+        prompt_len = len(tokenize(prompt))
+        if abs(prompt_len - n_in) > 0.1 * n_in and len(words) > 1:
+            # One correction: this draw's words tokenized longer or shorter than the vocabulary average.
+            keep = max(1, round(len(words) * n_in / prompt_len))
+            words = (words + [rng.choice(vocab) for _ in range(keep - len(words))])[:keep]
+            prompt = " ".join(words)
+            prompt_len = len(tokenize(prompt))
+        n_out = output_len or _lognormal_len(rng, output_median, 0.9, 4, 1024)
+        out.append(SampleRequest(prompt, prompt_len, max(1, min(n_out, 2048 - prompt_len))))
     return out
 
 
