@@ -3,8 +3,9 @@
 Two fake vLLM processes (prefill, decode; latency model off) serve both proxies, store flow (the seed's:
 prefill with max_tokens=1, then decode). The load comes from a separate process (aiohttp):
 - req/s at `--concurrency` connections, streaming and not; target >= 2x the seed proxy's req/s;
-- added latency at concurrency 1: p50/p99 through a proxy minus p50/p99 of the same two calls made
-  directly by the client (prefill max_tokens=1, then decode); target: added p50 <= 1 ms.
+- added latency at concurrency 1: one request at a time, rotating over "direct" (the client itself sends
+  prefill max_tokens=1, then decode), the kvtest proxy and the seed's proxy; added = a proxy's latency
+  minus the direct pair's in the same round, p50/p99 of those differences; target: added p50 <= 1 ms.
 
 Usage: .venv/bin/python bench/bench_proxy.py [--duration S] [--concurrency N]
 """
@@ -31,70 +32,108 @@ PROMPT = "Shared context #0: This is long context. " * 24  # ~250 tokens with th
 
 
 # -- load generator (its own process) -------------------------------------------------------------------
-async def _load(mode: str, url: str, concurrency: int, duration: float, stream: bool) -> dict[str, float]:
+def _bodies(stream: bool) -> tuple[bytes, bytes]:
+    body = {"model": "tiny", "prompt": PROMPT, "max_tokens": 16, "stream": stream}
+    return json.dumps(body).encode(), json.dumps({**body, "max_tokens": 1, "stream": False}).encode()
+
+
+async def _one(s: object, url: str, full: bytes, prefill_only: bytes) -> bool:
+    """One request; a `url` "P,D" means the client drives both legs (prefill max_tokens=1, then decode)."""
     import aiohttp
 
-    body = {"model": "tiny", "prompt": PROMPT, "max_tokens": 16, "stream": stream}
-    full = json.dumps(body).encode()
-    prefill_only = json.dumps({**body, "max_tokens": 1, "stream": False}).encode()
+    assert isinstance(s, aiohttp.ClientSession)
+    if "," in url:
+        p_url, d_url = url.split(",")
+        async with s.post(p_url, data=prefill_only) as r:
+            await r.read()
+            if r.status != 200:
+                return False
+        url = d_url
+    async with s.post(url, data=full) as r:
+        raw = await r.read()
+        # the seed's proxy answers 200 with no body on errors: an empty body counts as an error here
+        return r.status == 200 and bool(raw)
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))] * 1000 if values else float("nan")
+
+
+async def _throughput(url: str, concurrency: int, duration: float, stream: bool) -> dict[str, float]:
+    import aiohttp
+
+    full, prefill_only = _bodies(stream)
     done = errors = 0
-    lat: list[float] = []
     conn = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=conn, headers={"Content-Type": "application/json"}) as s:
-
-        async def one() -> bool:
-            if mode == "direct":  # the client drives both legs itself: prefill url, then decode url
-                p_url, d_url = url.split(",")
-                async with s.post(p_url, data=prefill_only) as r:
-                    await r.read()
-                    if r.status != 200:
-                        return False
-                async with s.post(d_url, data=full) as r:
-                    raw = await r.read()
-                    return r.status == 200 and bool(raw)
-            async with s.post(url, data=full) as r:
-                raw = await r.read()
-                # the seed's proxy answers 200 with no body on errors: an empty body is an error here
-                return r.status == 200 and bool(raw)
 
         async def worker(stop_at: float) -> None:
             nonlocal done, errors
             while time.monotonic() < stop_at:
-                t = time.perf_counter()
-                ok = await one()
-                if ok:
+                if await _one(s, url, full, prefill_only):
                     done += 1
-                    lat.append(time.perf_counter() - t)
                 else:
                     errors += 1
 
         await asyncio.gather(*(worker(time.monotonic() + min(0.5, duration)) for _ in range(concurrency)))
         done = errors = 0
-        lat.clear()
         t0 = time.monotonic()
         await asyncio.gather(*(worker(t0 + duration) for _ in range(concurrency)))
         elapsed = time.monotonic() - t0
-    lat.sort()
-
-    def pct(q: float) -> float:
-        return lat[min(len(lat) - 1, int(len(lat) * q))] * 1000 if lat else float("nan")
-
-    return {"rps": done / elapsed, "done": done, "errors": errors, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
+    return {"rps": done / elapsed, "done": done, "errors": errors}
 
 
-def run_load(mode: str, url: str, concurrency: int, duration: float, stream: bool) -> dict[str, float]:
-    argv = [
-        sys.executable,
-        __file__,
-        "--load-worker",
-        mode,
-        url,
-        str(concurrency),
-        str(duration),
-        str(int(stream)),
-    ]
+async def _latency(targets: dict[str, str], duration: float, stream: bool) -> dict[str, dict[str, float]]:
+    """One request at a time, the targets in turn, so slow drifts of the machine hit all of them alike.
+
+    Added latency of a proxy = its latency minus the direct pair's in the same round (paired differences).
+    """
+    import aiohttp
+
+    full, prefill_only = _bodies(stream)
+    lat: dict[str, list[float]] = {name: [] for name in targets}
+    errors = dict.fromkeys(targets, 0)
+    async with aiohttp.ClientSession(headers={"Content-Type": "application/json"}) as s:
+        for warm in (True, False):
+            stop_at = time.monotonic() + (min(0.5, duration) if warm else duration)
+            while time.monotonic() < stop_at:
+                for name, url in targets.items():
+                    t = time.perf_counter()
+                    ok = await _one(s, url, full, prefill_only)
+                    if warm:
+                        continue
+                    if ok:
+                        lat[name].append(time.perf_counter() - t)
+                    else:
+                        errors[name] += 1
+                        lat[name].append(float("nan"))
+    out: dict[str, dict[str, float]] = {}
+    for name in targets:
+        pairs = [a - b for a, b in zip(lat[name], lat["direct"], strict=True) if a == a and b == b]
+        out[name] = {
+            "p50_ms": _pct([x for x in lat[name] if x == x], 0.5),
+            "p99_ms": _pct([x for x in lat[name] if x == x], 0.99),
+            "added_p50_ms": _pct(pairs, 0.5),
+            "added_p99_ms": _pct(pairs, 0.99),
+            "errors": errors[name],
+            "n": len(pairs),
+        }
+    return out
+
+
+def run_worker(kind: str, payload: dict[str, object]) -> dict[str, object]:
+    argv = [sys.executable, __file__, "--load-worker", kind, json.dumps(payload)]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def worker_main(kind: str, payload: dict[str, object]) -> None:
+    if kind == "throughput":
+        res: object = asyncio.run(_throughput(**payload))  # type: ignore[arg-type]
+    else:
+        res = asyncio.run(_latency(**payload))  # type: ignore[arg-type]
+    print(json.dumps(res))
 
 
 # -- processes ------------------------------------------------------------------------------------------
@@ -168,29 +207,31 @@ def main() -> int:
         ok = True
         for stream in (False, True):
             kind = "stream" if stream else "non-stream"
-            base = run_load("direct", direct, 1, args.duration, stream)
-            lat = {
-                n: run_load("proxy", u + "/v1/completions", 1, args.duration, stream)
-                for n, u in proxies.items()
-            }
+            targets = {"direct": direct, **{n: u + "/v1/completions" for n, u in proxies.items()}}
+            lat = run_worker("latency", {"targets": targets, "duration": 3 * args.duration, "stream": stream})
             thr = {
-                n: run_load("proxy", u + "/v1/completions", args.concurrency, args.duration, stream)
+                n: run_worker(
+                    "throughput",
+                    {"url": u + "/v1/completions", "concurrency": args.concurrency, "duration": args.duration,
+                     "stream": stream},
+                )
                 for n, u in proxies.items()
-            }
-            ratio = thr["kvtest"]["rps"] / thr["seed"]["rps"] if thr["seed"]["rps"] else float("inf")
+            }  # fmt: skip
+            rps = {n: float(thr[n]["rps"]) for n in proxies}  # type: ignore[arg-type]
+            ratio = rps["kvtest"] / rps["seed"] if rps["seed"] else float("inf")
+            base: dict[str, float] = lat["direct"]  # type: ignore[assignment]
             print(f"\n## {kind}")
             b50, b99 = base["p50_ms"], base["p99_ms"]
             print(f"direct (client drives both legs, c=1): p50 {b50:.2f} ms  p99 {b99:.2f} ms")
             for n in proxies:
-                added50 = lat[n]["p50_ms"] - base["p50_ms"]
-                added99 = lat[n]["p99_ms"] - base["p99_ms"]
+                one: dict[str, float] = lat[n]  # type: ignore[assignment]
                 print(
-                    f"{n:7s} req/s {thr[n]['rps']:8.0f} "
-                    f"(c={args.concurrency}, {thr[n]['errors']:.0f} errors)  "
-                    f"added p50 {added50:6.2f} ms  added p99 {added99:6.2f} ms  "
-                    f"(c=1 p50 {lat[n]['p50_ms']:.2f} ms, p99 {lat[n]['p99_ms']:.2f} ms)"
+                    f"{n:7s} req/s {rps[n]:7.0f} (c={args.concurrency}, {thr[n]['errors']} errors)  "
+                    f"added p50 {one['added_p50_ms']:6.2f} ms  p99 {one['added_p99_ms']:6.2f} ms  "
+                    f"(c=1 p50 {one['p50_ms']:.2f} ms, p99 {one['p99_ms']:.2f} ms, "
+                    f"{one['n']:.0f} paired rounds)"
                 )
-            added = lat["kvtest"]["p50_ms"] - base["p50_ms"]
+            added = lat["kvtest"]["added_p50_ms"]  # type: ignore[index]
             print(
                 f"kvtest/seed req/s ratio {ratio:.2f} (target >= {TARGET_RPS_RATIO})  "
                 f"kvtest added p50 {added:.2f} ms (target <= {TARGET_ADDED_P50_MS})"
@@ -205,7 +246,6 @@ def main() -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--load-worker":
-        mode, url, conc, dur, stream = sys.argv[2:7]
-        print(json.dumps(asyncio.run(_load(mode, url, int(conc), float(dur), stream == "1"))))
+        worker_main(sys.argv[2], json.loads(sys.argv[3]))
     else:
         raise SystemExit(main())
