@@ -436,7 +436,13 @@ def format_table(rows: Iterable[NodeExpectation]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kvtest expect", description=__doc__.split("\n\n")[0])
-    p.add_argument("--datapath", required=True, help="dataset JSONL (kvtest dataset)")
+    p.add_argument(
+        "--datapath",
+        required=True,
+        nargs="+",
+        help="dataset JSONL (kvtest dataset); several files are sent one after another (e.g. a Random run "
+        "whose second pass drew new routes)",
+    )
     p.add_argument("--model", default=None, help="model dir with tokenizer.json, or a bare name (built-in)")
     p.add_argument("--tokenizer", default=None, help="tokenizer.json or a dir holding one")
     p.add_argument("--block-size", type=int, default=16)
@@ -449,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
     try:
-        requests = read(args.datapath)
+        requests = [r for path in args.datapath for r in read(path)]
     except (OSError, ValueError) as exc:
         print(f"kvtest expect: {exc}", file=sys.stderr)
         return 2

@@ -172,3 +172,22 @@ def test_cli_takes_real_output_counts_from_send_results(tmp_path, capsys):
     capsys.readouterr()
     write_results(tmp_path / "short.jsonl", [RequestResult(0, True, 200)])
     assert main([*args, "--results", str(tmp_path / "short.jsonl")]) == 2
+
+
+def test_cli_runs_several_dataset_files_in_order(tmp_path, capsys):
+    first = write(
+        tmp_path / "1.jsonl",
+        build(DatasetSpec(strategy="Random", request_num=20, prefill=P, decode=D, seed=1)),
+    )
+    second = write(
+        tmp_path / "2.jsonl",
+        build(DatasetSpec(strategy="Random", request_num=20, prefill=P, decode=D, seed=2)),
+    )
+    assert main(["--datapath", str(first), str(second), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    model = ClusterModel(builtin_tokenize)
+    model.run(read(first))
+    model.run(read(second))
+    assert rows == json.loads(json.dumps({k: v.to_dict() for k, v in model.counters().items()}))
+    # new routes on the second pass: every node far below the 50% a repeated route would give
+    assert all(r["v0_hit_rate"] < 0.3 for r in rows.values())
