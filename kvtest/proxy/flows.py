@@ -13,7 +13,8 @@
   mooncake_connector_proxy.py): GET the prefill node's bootstrap /query, then send both legs
   concurrently with one transfer_id: prefill as above but kv_transfer_params {do_remote_decode: true,
   do_remote_prefill: false, transfer_id} and header X-data-parallel-rank; decode the original body with
-  {do_remote_decode: false, do_remote_prefill: true, remote_bootstrap_addr, remote_engine_id, transfer_id}.
+  {do_remote_decode: false, do_remote_prefill: true, remote_bootstrap_addr, remote_engine_id,
+  remote_dp_rank, transfer_id} (remote_dp_rank as vLLM's proxy sends it; D reads it with default 0).
   (The shared transfer_id is vLLM's TransferId, "KV transfer coordination ID (shared by P/D)", in
   vllm/distributed/kv_transfer/kv_connector/v1/mooncake/mooncake_connector.py.)
 """
@@ -95,7 +96,7 @@ def mooncake_prefill_body(body: dict[str, Any], transfer_id: str) -> dict[str, A
 
 
 def mooncake_decode_body(
-    body: dict[str, Any], bootstrap_addr: str, engine_id: str, transfer_id: str
+    body: dict[str, Any], bootstrap_addr: str, engine_id: str, transfer_id: str, dp_rank: int = 0
 ) -> dict[str, Any]:
     out = dict(body)
     out["kv_transfer_params"] = {
@@ -103,6 +104,7 @@ def mooncake_decode_body(
         "do_remote_prefill": True,
         "remote_bootstrap_addr": bootstrap_addr,
         "remote_engine_id": engine_id,
+        "remote_dp_rank": dp_rank,
         "transfer_id": transfer_id,
     }
     return out

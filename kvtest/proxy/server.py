@@ -235,7 +235,9 @@ class PDProxy:
         rank = ranks[turn % len(ranks)]
         transfer_id = flows.new_transfer_id()
         prefill_body = flows.mooncake_prefill_body(body, transfer_id)
-        decode_body = flows.mooncake_decode_body(body, prefill.bootstrap_url, engines[rank], transfer_id)
+        decode_body = flows.mooncake_decode_body(
+            body, prefill.bootstrap_url, engines[rank], transfer_id, rank
+        )
         prefill_headers = {**headers, "X-data-parallel-rank": str(rank)}
         prefill_task = asyncio.ensure_future(
             self._prefill_leg(prefill, endpoint, prefill_body, prefill_headers)

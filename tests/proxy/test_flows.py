@@ -115,6 +115,7 @@ async def test_mooncake_flow_fields(start_pd: StartPD, client: httpx.AsyncClient
         "do_remote_prefill": True,
         "remote_bootstrap_addr": f"http://127.0.0.1:{p.bootstrap_port}",
         "remote_engine_id": "engine-p0",
+        "remote_dp_rank": 0,
         "transfer_id": xfer,
     }
     assert dbody["stream"] is True and dbody["max_tokens"] == BODY["max_tokens"]
