@@ -451,8 +451,8 @@ class PDProxy:
             status=200,
             headers={"Content-Type": sse.CONTENT_TYPE, "Cache-Control": "no-cache", "X-Request-Id": req_id},
         )
-        await resp.prepare(request)
         try:
+            await resp.prepare(request)
             await resp.write(first)
             outcome = "ok"
             tail = b""

@@ -45,7 +45,9 @@ class Seen:
 
 
 class StubNode:
-    def __init__(self, *, bootstrap: bool = False, engine_id: str = "engine-0", tokens: int = 4):
+    def __init__(
+        self, *, bootstrap: bool = False, engine_id: str = "engine-0", tokens: int = 4, dp_size: int = 1
+    ):
         self.mode = "ok"
         self.status = 500
         self.delay = 0.0
@@ -55,6 +57,7 @@ class StubNode:
         self.health_status = 200
         self.bootstrap = bootstrap
         self.engine_id = engine_id
+        self.dp_size = dp_size
         self.query_status = 200
         self.seen: list[Seen] = []
         self.aborted: list[str] = []
@@ -120,7 +123,12 @@ class StubNode:
         if self.query_status != 200:
             return web.json_response({"detail": "bootstrap not ready"}, status=self.query_status)
         # vLLM MooncakeBootstrapServer.query: dict[dp_rank, EngineEntry]
-        return web.json_response({"0": {"engine_id": self.engine_id, "worker_addr": {"0": {"0": "x:1"}}}})
+        ranks = {
+            str(r): {"engine_id": f"{self.engine_id}-dp{r}" if self.dp_size > 1 else self.engine_id,
+                     "worker_addr": {"0": {"0": "127.0.0.1:1"}}}
+            for r in range(self.dp_size)
+        }  # fmt: skip
+        return web.json_response(ranks)
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

@@ -150,3 +150,17 @@ async def test_non_streaming_answer_is_decode_json(start_pd: StartPD, client: ht
     assert r.headers["content-type"].startswith("application/json")
     text = r.json()["choices"][0]["text"]
     assert text == "t0 t1 t2 t3 " if pd.proxy is not None else text
+
+
+async def test_mooncake_rotates_over_the_prefill_dp_ranks(
+    start_pd: StartPD, client: httpx.AsyncClient
+) -> None:
+    pd = await start_pd(n_prefill=1, n_decode=1, flow="mooncake")
+    (p,), (d,) = pd.nodes()
+    p.dp_size = 2
+    for _ in range(4):
+        assert (await client.post(pd.url_for("v1/completions"), json=BODY)).status_code == 200
+    assert [s.headers["X-data-parallel-rank"] for s in p.seen] == ["0", "1", "0", "1"]
+    params = [s.body["kv_transfer_params"] for s in d.seen]
+    assert [x["remote_dp_rank"] for x in params] == [0, 1, 0, 1]
+    assert [x["remote_engine_id"] for x in params] == ["engine-p0-dp0", "engine-p0-dp1"] * 2
