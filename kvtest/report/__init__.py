@@ -8,6 +8,7 @@ Run directory layout (written by the experiments, read here)::
           {"name", "title", "description", "metric": "v1"|"v0", "notes": [str, ...],
            "nodes": [{"node", "machine", "role", "requests", "queries", "hits", "hit_rate",
                       "expected", "tolerance", "verdict": "PASS"|"FAIL", "note", "detail": {...}}, ...],
+           "checks": [{"name", "verdict", "detail"}, ...],
            "latencies": [{"index", "ok", "ttft_s", "e2e_s", "run", ...}, ...]}
           latencies are kvtest.workload.send results; "run" (1 = cold cache, 2 = the repeat) is optional
 
@@ -19,5 +20,6 @@ Run directory layout (written by the experiments, read here)::
     junit.xml       one testcase per (experiment, node) for CI
     summary.json    every experiment's rows and verdicts in one file
 
-The report's exit status is 1 when any row is FAIL, so CI can gate on it.
+An experiment passes when every node row and every check is PASS and no request failed; the report's
+exit status is 1 otherwise, so CI can gate on it.
 """

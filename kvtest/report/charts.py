@@ -25,7 +25,11 @@ def _short(node: str) -> str:
     return node.split("://", 1)[-1]
 
 
-def hit_rate_chart(results: Sequence[ExperimentResult], path: str | Path) -> Path:
+def hit_rate_chart(results: Sequence[ExperimentResult], path: str | Path) -> Path | None:
+    """None when no experiment has node rows."""
+    results = [r for r in results if r.nodes]
+    if not results:
+        return None
     n = len(results)
     cols = 1 if n == 1 else 2
     rows = math.ceil(n / cols)

@@ -23,10 +23,11 @@ class Rendered:
 def render_run(run_dir: str | Path) -> Rendered:
     root = Path(run_dir)
     meta, results = load_run(root)
-    files = [charts.hit_rate_chart(results, root / "hit_rate.png")]
-    lat = charts.latency_chart(results, root / "latency.png")
-    if lat is not None:
-        files.append(lat)
+    drawn = [
+        charts.hit_rate_chart(results, root / "hit_rate.png"),
+        charts.latency_chart(results, root / "latency.png"),
+    ]
+    files = [f for f in drawn if f is not None]
     report = root / "report.md"
     report.write_text(markdown.render(meta, results, charts=[f.name for f in files]), encoding="utf-8")
     files.append(report)

@@ -26,9 +26,25 @@ def render(results: Sequence[ExperimentResult]) -> str:
                 failure.text = (
                     f"{msg}\nrequests={row.requests} queries={row.queries} hits={row.hits} {row.note}"
                 )
-        suite.set("tests", str(len(res.nodes)))
+        cases = len(res.nodes)
+        for check in res.checks:
+            cases += 1
+            case = ET.SubElement(
+                suite, "testcase", classname=f"kvtest.experiments.{res.name}", name=check.name
+            )
+            if check.verdict != "PASS":
+                fails += 1
+                ET.SubElement(case, "failure", message=f"{check.name}: {check.detail}").text = check.detail
+        cases += 1  # every request answered
+        case = ET.SubElement(suite, "testcase", classname=f"kvtest.experiments.{res.name}", name="requests")
+        if res.failed_requests:
+            fails += 1
+            lines = [f"request {x.get('index')}: {x.get('error')}" for x in res.failed_requests]
+            msg = f"{len(res.failed_requests)} of {len(res.latencies)} requests failed"
+            ET.SubElement(case, "failure", message=msg).text = "\n".join(lines)
+        suite.set("tests", str(cases))
         suite.set("failures", str(fails))
-        total += len(res.nodes)
+        total += cases
         failures += fails
     root.set("tests", str(total))
     root.set("failures", str(failures))

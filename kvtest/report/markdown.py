@@ -8,6 +8,8 @@ from typing import Any
 
 from kvtest.report.model import ExperimentResult, NodeRow
 
+NODE_HEAD = "| node | machine | role | requests | queries | hits | hit rate | expected | verdict | note |"
+
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
@@ -41,11 +43,16 @@ def render(meta: Mapping[str, Any], results: Sequence[ExperimentResult], *, char
         out += ["; ".join(info), ""]
     verdict = "PASS" if passed == len(results) else "FAIL"
     out += [f"**{verdict}**: {passed} of {len(results)} experiments passed.", ""]
-    out += ["| experiment | verdict | nodes with requests | failing nodes |", "|---|---|---|---|"]
+    out += ["| experiment | verdict | nodes with requests | what failed |", "|---|---|---|---|"]
     for r in results:
         busy = sum(1 for n in r.nodes if n.requests)
-        failing = ", ".join(f"`{n.node}`" for n in r.nodes if n.verdict != "PASS") or "-"
-        out.append(f"| {r.title} | {'PASS' if r.passed else '**FAIL**'} | {busy} | {failing} |")
+        failing = [f"`{n.node}`" for n in r.nodes if n.verdict != "PASS"]
+        failing += [c.name for c in r.checks if c.verdict != "PASS"]
+        if r.failed_requests:
+            failing.append(f"{len(r.failed_requests)} failed requests")
+        out.append(
+            f"| {r.title} | {'PASS' if r.passed else '**FAIL**'} | {busy} | {', '.join(failing) or '-'} |"
+        )
     out.append("")
     for c in charts:
         out += [f"![{c}]({c})", ""]
@@ -53,23 +60,32 @@ def render(meta: Mapping[str, Any], results: Sequence[ExperimentResult], *, char
         out += [f"## {r.title} ({'PASS' if r.passed else 'FAIL'})", ""]
         if r.description:
             out += [r.description, ""]
-        metric = (
-            "V0 `vllm:gpu_prefix_cache_hit_rate` (block hit rate since start)"
-            if r.metric == "v0"
-            else ("V1 `prefix_cache_hits / prefix_cache_queries` (tokens, this run)")
-        )
-        out += [f"Hit rate is {metric}.", ""]
-        out += [
-            "| node | machine | role | requests | queries | hits | hit rate | expected | verdict | note |",
-            "|---|---|---|---:|---:|---:|---:|---:|---|---|",
-        ]
-        for n in r.nodes:
-            verdict = n.verdict if n.verdict == "PASS" else "**FAIL**"
-            out.append(
-                f"| `{n.node}` | {n.machine or '-'} | {n.role} | {n.requests} | {n.queries} | {n.hits} | "
-                f"{_pct(n.hit_rate)} | {_expected(n)} | {verdict} | {n.note} |"
+        if r.nodes:
+            metric = (
+                "V0 `vllm:gpu_prefix_cache_hit_rate` (block hit rate since start)"
+                if r.metric == "v0"
+                else ("V1 `prefix_cache_hits / prefix_cache_queries` (tokens, this run)")
             )
-        out.append("")
+            out += [f"Hit rate is {metric}.", ""]
+            out += [NODE_HEAD, "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
+            for n in r.nodes:
+                verdict = n.verdict if n.verdict == "PASS" else "**FAIL**"
+                out.append(
+                    f"| `{n.node}` | {n.machine or '-'} | {n.role} | {n.requests} | {n.queries} | {n.hits} | "
+                    f"{_pct(n.hit_rate)} | {_expected(n)} | {verdict} | {n.note} |"
+                )
+            out.append("")
+        if r.checks:
+            out += ["| check | verdict | detail |", "|---|---|---|"]
+            out += [
+                f"| {c.name} | {c.verdict if c.verdict == 'PASS' else '**FAIL**'} | {c.detail} |"
+                for c in r.checks
+            ]
+            out.append("")
+        for x in r.failed_requests[:10]:
+            out.append(f"- request {x.get('index')} failed: {x.get('error')}")
+        if r.failed_requests:
+            out.append("")
         lat = _latency_line(r)
         if lat:
             out += [lat, ""]

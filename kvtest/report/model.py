@@ -32,6 +32,15 @@ class NodeRow:
 
 
 @dataclass
+class Check:
+    """A verdict that is not a node's hit rate: the master's key count, a dedup, a plain-words warning."""
+
+    name: str
+    verdict: Verdict
+    detail: str = ""
+
+
+@dataclass
 class ExperimentResult:
     name: str
     title: str
@@ -40,10 +49,20 @@ class ExperimentResult:
     metric: str = "v1"
     notes: list[str] = field(default_factory=list)
     latencies: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def failed_requests(self) -> list[dict[str, Any]]:
+        return [x for x in self.latencies if not x.get("ok")]
 
     @property
     def passed(self) -> bool:
-        return all(r.verdict == "PASS" for r in self.nodes)
+        """Every node row and check PASS, and no request failed (a failed request is never a pass)."""
+        return (
+            all(r.verdict == "PASS" for r in self.nodes)
+            and all(c.verdict == "PASS" for c in self.checks)
+            and not self.failed_requests
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -60,6 +79,7 @@ class ExperimentResult:
             metric=d.get("metric", "v1"),
             notes=list(d.get("notes", [])),
             latencies=list(d.get("latencies", [])),
+            checks=[Check(**c) for c in d.get("checks", [])],
         )
 
 

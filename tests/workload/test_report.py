@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from kvtest.report.cli import main, render_run
-from kvtest.report.model import ExperimentResult, NodeRow, load_run, write_experiment
+from kvtest.report.model import Check, ExperimentResult, NodeRow, load_run, write_experiment
 
 P = [f"10.0.13.1:810{i}" for i in range(4)]
 D = [f"10.0.14.1:820{i}" for i in range(4)]
@@ -67,7 +67,9 @@ def test_report_writes_every_artifact_and_passes(tmp_path, capsys):
     assert "| `10.0.13.1:8100` | m1 | prefill | 40 |" in md and "51.6%" in md
     assert "![hit_rate.png](hit_rate.png)" in md and "note 1" in md
     suites = ET.parse(run / "junit.xml").getroot()
-    assert suites.get("tests") == "10" and suites.get("failures") == "0"
+    assert (
+        suites.get("tests") == "13"
+    )  # 10 node rows + "requests" per experiment and suites.get("failures") == "0"
     assert json.loads((run / "summary.json").read_text())["passed"] is True
     assert "all experiments passed" in capsys.readouterr().out
 
@@ -93,3 +95,23 @@ def test_empty_or_broken_run_dirs_are_errors(tmp_path, capsys):
     (tmp_path / "experiments" / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="not an experiment result"):
         load_run(tmp_path)
+
+
+def test_checks_and_failed_requests_decide_the_verdict_too(tmp_path):
+    dedup = Check("one copy stored", "PASS", "master holds 29 keys after two producers")
+    hashseed = Check("common PYTHONHASHSEED", "FAIL", "nodes hash with different seeds: they share nothing")
+    write_experiment(tmp_path, ExperimentResult("5-putget", "Put/get", [], checks=[dedup, hashseed]))
+    lat = [
+        {"index": 0, "ok": True, "e2e_s": 0.1},
+        {"index": 1, "ok": False, "error": "HTTP 503: prefill down"},
+    ]
+    write_experiment(tmp_path, ExperimentResult("6-x", "X", [row(P[0], "prefill", 0.5, 0.5)], latencies=lat))
+    assert main([str(tmp_path)]) == 1
+    md = (tmp_path / "report.md").read_text()
+    assert "| common PYTHONHASHSEED | **FAIL** | nodes hash with different seeds: they share nothing |" in md
+    assert "request 1 failed: HTTP 503: prefill down" in md and "1 failed requests" in md
+    failures = ET.parse(tmp_path / "junit.xml").getroot().findall(".//failure")
+    assert sorted(f.get("message").split(":")[0] for f in failures) == [
+        "1 of 2 requests failed",
+        "common PYTHONHASHSEED",
+    ]
