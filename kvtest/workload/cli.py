@@ -82,6 +82,7 @@ def send_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-stream", action="store_true", help="plain JSON responses (no TTFT)")
     p.add_argument("--timeout", type=float, default=600.0, help="per-request timeout, seconds")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--run", type=int, default=1, help="pass number recorded with each result (1 = cold)")
     args = p.parse_args(argv)
     try:
         requests = dataset.read(args.datapath)
@@ -102,6 +103,7 @@ def send_main(argv: Sequence[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 stream=not args.no_stream,
                 timeout_s=args.timeout,
+                run=args.run,
                 on_done=(lambda _r: bar.update(1)) if bar is not None else None,
             )
         )

@@ -37,8 +37,10 @@ class RequestResult:
     prefill: str | None = None
     decode: str | None = None
     text: str = ""
-    # Arrival of each text-bearing chunk after the first, relative to the previous one (vLLM's ITL list).
+    # Arrival of each token chunk after the first, relative to the previous one (vLLM's ITL list).
     itl_s: list[float] = field(default_factory=list)
+    # Which pass over the dataset this was (1 = cold cache); the report draws runs side by side.
+    run: int = 1
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -153,6 +155,7 @@ async def send_all(
     timeout_s: float = 600.0,
     on_done: Callable[[RequestResult], None] | None = None,
     path: str = "/v1/completions",
+    run: int = 1,
 ) -> list[RequestResult]:
     """Send every request (at most `concurrency` in flight, started in dataset order); results in order."""
     if concurrency < 1:
@@ -166,6 +169,7 @@ async def send_all(
             body = req.body() if isinstance(req, DatasetRequest) else dict(req)
             async with sem:
                 res = await send_one(client, url, body, index=i, stream=stream)
+            res.run = run
             if isinstance(req, DatasetRequest):
                 res.prefill, res.decode = req.prefill, req.decode
             if on_done is not None:

@@ -104,4 +104,9 @@ def test_cli_exit_code_names_failed_requests(tmp_path, capsys):
     assert [r.ok for r in read_results(tmp_path / "r.jsonl")] == [True, False]
     with respx.mock:
         respx.post(URL).mock(return_value=httpx.Response(200, content=sse(chunk("x"))))
-        assert send_main(["--proxy", "http://proxy:8000", "--datapath", str(path)]) == 0
+        out2 = str(tmp_path / "r2.jsonl")
+        assert (
+            send_main(["--proxy", "http://proxy:8000", "--datapath", str(path), "--run", "2", "--out", out2])
+            == 0
+        )
+    assert {r.run for r in read_results(out2)} == {2}
