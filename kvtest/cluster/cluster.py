@@ -12,6 +12,7 @@ use a cluster that `kvtest cluster up` started in another shell.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -125,6 +126,8 @@ class Cluster:
         else:
             from simulators.mooncake import MooncakeDistributedStore  # type: ignore[attr-defined,no-redef]
         cfg = self.mooncake_config
+        # the real transfer engine binds the first non-loopback address unless told (notes/mooncake.md)
+        os.environ.setdefault("MC_TCP_BIND_ADDRESS", local_hostname or cfg["local_hostname"])
         store = MooncakeDistributedStore()
         rc = store.setup(
             local_hostname or cfg["local_hostname"],
