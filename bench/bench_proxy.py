@@ -165,6 +165,13 @@ def spawn(cmd: list[str], probe: str, env: dict[str, str] | None = None) -> subp
     return proc
 
 
+def cpu_seconds(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         try:
@@ -197,10 +204,12 @@ def main() -> int:
         kvtest_cmd = [sys.executable, "-m", "kvtest", "proxy", "--port", str(k_port), "--prefill", p_url,
                       "--decode", d_url, "--flow", "store", "--strategy", "round_robin"]  # fmt: skip
         procs.append(spawn(kvtest_cmd, f"http://127.0.0.1:{k_port}/health"))
+        kvtest_proc = procs[-1]
         env = {**os.environ, "PREFILL_URL": p_url, "DECODE_URL": d_url, "PORT": str(s_port)}
         seed_cmd = [sys.executable, str(ROOT / "bench/anchors/seed_proxy.py")]
         # The seed's proxy has no GET route: any answer below 500 (its 405/404) means it is up.
         procs.append(spawn(seed_cmd, f"http://127.0.0.1:{s_port}/v1/completions", env=env))
+        proxy_procs = {"kvtest": kvtest_proc, "seed": procs[-1]}
         proxies = {"kvtest": f"http://127.0.0.1:{k_port}", "seed": f"http://127.0.0.1:{s_port}"}
         direct = f"{p_url}/v1/completions,{d_url}/v1/completions"
 
@@ -209,16 +218,21 @@ def main() -> int:
             kind = "stream" if stream else "non-stream"
             targets = {"direct": direct, **{n: u + "/v1/completions" for n, u in proxies.items()}}
             lat = run_worker("latency", {"targets": targets, "duration": 3 * args.duration, "stream": stream})
-            thr = {
-                n: run_worker(
+            thr: dict[str, dict[str, object]] = {}
+            cpu_ms: dict[str, float] = {}
+            for n, u in proxies.items():
+                # CPU the proxy process spends per request: the figure the machine's other load cannot skew.
+                before = cpu_seconds(proxy_procs[n].pid)
+                thr[n] = run_worker(
                     "throughput",
                     {"url": u + "/v1/completions", "concurrency": args.concurrency, "duration": args.duration,
                      "stream": stream},
-                )
-                for n, u in proxies.items()
-            }  # fmt: skip
+                )  # fmt: skip
+                used = cpu_seconds(proxy_procs[n].pid) - before
+                cpu_ms[n] = 1000 * used / max(1, int(thr[n]["done"]) + int(thr[n]["errors"]))  # type: ignore[call-overload]
             rps = {n: float(thr[n]["rps"]) for n in proxies}  # type: ignore[arg-type]
             ratio = rps["kvtest"] / rps["seed"] if rps["seed"] else float("inf")
+            cpu_ratio = cpu_ms["seed"] / cpu_ms["kvtest"] if cpu_ms["kvtest"] else float("inf")
             base: dict[str, float] = lat["direct"]  # type: ignore[assignment]
             print(f"\n## {kind}")
             b50, b99 = base["p50_ms"], base["p99_ms"]
@@ -229,12 +243,13 @@ def main() -> int:
                     f"{n:7s} req/s {rps[n]:7.0f} (c={args.concurrency}, {thr[n]['errors']} errors)  "
                     f"added p50 {one['added_p50_ms']:6.2f} ms  p99 {one['added_p99_ms']:6.2f} ms  "
                     f"(c=1 p50 {one['p50_ms']:.2f} ms, p99 {one['p99_ms']:.2f} ms, "
-                    f"{one['n']:.0f} paired rounds)"
+                    f"{one['n']:.0f} paired rounds)  CPU {cpu_ms[n]:.2f} ms/req"
                 )
             added = lat["kvtest"]["added_p50_ms"]  # type: ignore[index]
             print(
                 f"kvtest/seed req/s ratio {ratio:.2f} (target >= {TARGET_RPS_RATIO})  "
-                f"kvtest added p50 {added:.2f} ms (target <= {TARGET_ADDED_P50_MS})"
+                f"kvtest added p50 {added:.2f} ms (target <= {TARGET_ADDED_P50_MS})  "
+                f"seed/kvtest CPU per request {cpu_ratio:.2f}"
             )
             ok = ok and ratio >= TARGET_RPS_RATIO and added <= TARGET_ADDED_P50_MS
         print(f"\ntargets {'met' if ok else 'NOT met'}")

@@ -156,8 +156,7 @@ class PDProxy:
             log.exception("proxy error on %s", endpoint)
             return ProxyError(500, f"proxy internal error: {exc!r}").response({"X-Request-Id": req_id})
         finally:
-            self.metrics.requests.labels(endpoint, str(status)).inc()
-            self.metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - start)
+            self.metrics.request_done(endpoint, status, time.perf_counter() - start)
 
     async def _read_json(self, request: web.Request) -> dict[str, Any]:
         limit = self.config.max_body_bytes
@@ -292,11 +291,10 @@ class PDProxy:
     # -- legs ----------------------------------------------------------------------------------------
     def _enter(self, leg: str, node: Node) -> None:
         self.router.in_flight[node.url] = self.router.in_flight.get(node.url, 0) + 1
-        self.metrics.in_flight.labels(leg, node.url).inc()
+        self.metrics.leg_started(leg, node.url)
 
     def _leave(self, leg: str, node: Node, outcome: str, start: float) -> None:
         self.router.in_flight[node.url] -= 1
-        self.metrics.in_flight.labels(leg, node.url).dec()
         self.metrics.leg_done(leg, node.url, outcome, time.perf_counter() - start)
 
     async def _prefill_leg(
@@ -350,26 +348,14 @@ class PDProxy:
         outcome = "ok"
         self._enter("decode", node)
         try:
-            opening = asyncio.ensure_future(self._open_decode(node, endpoint, body, headers, stream))
-            if prefill_task is not None:
-                # Concurrent legs: a prefill failure before decode's first event decides the answer.
-                pending: set[asyncio.Future[Any]] = {opening, prefill_task}
-                try:
-                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                except asyncio.CancelledError:
-                    opening.cancel()  # asyncio.wait leaves its futures running; the client is gone
-                    await asyncio.gather(opening, return_exceptions=True)
-                    raise
-                failed = prefill_task.done() and not prefill_task.cancelled() and prefill_task.exception()
-                if not opening.done() and failed:
-                    opening.cancel()
-                    await asyncio.gather(opening, return_exceptions=True)
-                    outcome = "aborted"
-                    raise failed
+            opening_coro = self._open_decode(node, endpoint, body, headers, stream)
             try:
-                r, first = await opening
+                if prefill_task is None:  # sequential flows: no task needed
+                    r, first = await opening_coro
+                else:
+                    r, first = await self._race_prefill(opening_coro, prefill_task)
             except ProxyError as exc:
-                outcome = _outcome_of(exc)
+                outcome = "aborted" if exc.leg == "prefill" else _outcome_of(exc)
                 raise
             req_id = headers["X-Request-Id"]
             if not stream:
@@ -390,6 +376,25 @@ class PDProxy:
             raise
         finally:
             self._leave("decode", node, outcome, start)
+
+    async def _race_prefill(
+        self, opening_coro: Any, prefill_task: asyncio.Future[dict[str, Any]]
+    ) -> tuple[aiohttp.ClientResponse, bytes]:
+        """Concurrent legs: a prefill failure before decode's first event decides the answer."""
+        opening = asyncio.ensure_future(opening_coro)
+        pending: set[asyncio.Future[Any]] = {opening, prefill_task}
+        try:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            opening.cancel()  # asyncio.wait leaves its futures running; the client is gone
+            await asyncio.gather(opening, return_exceptions=True)
+            raise
+        failed = prefill_task.done() and not prefill_task.cancelled() and prefill_task.exception()
+        if not opening.done() and failed:
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
+            raise failed
+        return await opening
 
     async def _open_decode(
         self, node: Node, endpoint: str, body: dict[str, Any], headers: dict[str, str], stream: bool
