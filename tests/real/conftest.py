@@ -32,6 +32,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def launch(name: str, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """Start fixtures/clusters/<name>.yaml, or attach to it when KVTEST_CLUSTER_STATE is the state
+    file of a running cluster of that name (ci/test-real.sh starts it once for several runs)."""
+    state = os.environ.get("KVTEST_CLUSTER_STATE")
+    if state and Path(state).exists():
+        running = Cluster.from_state(state)
+        if running.name == name:
+            yield running
+            return
     spec = load_cluster(CLUSTERS / f"{name}.yaml")
     reason = real_missing(spec) if "real" in spec.impls else None
     skip_unless("real", reason is None, reason or "")

