@@ -59,6 +59,7 @@ class NodeEndpoint:
     kv_role: str
     model: str
     metrics_url: str
+    block_size: int | None = None  # from --block-size in the node's args
 
 
 @dataclass
@@ -124,6 +125,15 @@ def mooncake_json(
     if master_address:
         cfg["master_server_address"] = master_address
     return cfg
+
+
+def _block_size(args: list[str]) -> int | None:
+    for i, arg in enumerate(args):
+        if arg == "--block-size" and i + 1 < len(args):
+            return int(args[i + 1])
+        if arg.startswith("--block-size="):
+            return int(arg.split("=", 1)[1])
+    return None
 
 
 def _waves(spec: ClusterSpec) -> list[int]:
@@ -235,6 +245,7 @@ def render(spec: ClusterSpec, run_dir: Path, base_env: dict[str, str] | None = N
                 kv_role=node.effective_kv_role,
                 model=node.served_model_name or node.model,
                 metrics_url=f"{launch.url}/metrics",
+                block_size=_block_size(node.args),
             )
         )
 

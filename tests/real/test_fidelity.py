@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from kvtest.cluster.cluster import Cluster
-
-from .pd import PDRun, pd_request, unique_prompt
+from kvtest.cluster.pd_run import PDRun, pd_request, unique_prompt
 
 pytestmark = pytest.mark.real
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 import pytest
 
 from kvtest.cluster.cluster import Cluster
-
-from .pd import cacheable, complete, counter, pd_request, unique_prompt
+from kvtest.cluster.pd_run import cacheable, complete, counter, pd_request, unique_prompt
 
 pytestmark = pytest.mark.real
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kvtest.cluster.cluster import Cluster
-
-from .pd import BLOCK, PDRun, cacheable, complete, counter, pd_request, unique_prompt
+from kvtest.cluster.pd_run import BLOCK, PDRun, cacheable, complete, counter, pd_request, unique_prompt
 
 pytestmark = pytest.mark.real
 

@@ -1,4 +1,10 @@
-"""One P/D request through a cluster's proxy and what every counter did meanwhile."""
+"""One P/D request through a cluster's proxy and what every counter did meanwhile.
+
+    run = pd_request(cluster, unique_prompt(seed=1))
+    assert counter(run, "d0", "vllm:external_prefix_cache_hits_total") == cacheable(run.prompt_tokens, B)
+
+Shared by the real-CPU tier (tests/real) and the GPU/RDMA suites (tests/gpu, tests/rdma).
+"""
 
 from __future__ import annotations
 
@@ -41,7 +47,8 @@ def complete(url: str, model: str, prompt: str, max_tokens: int = 8) -> dict:
 
 
 def cacheable(n_tokens: int, block: int = BLOCK) -> int:
-    """Tokens a consumer can take from outside: full blocks, the last prompt token recomputed."""
+    """Tokens a consumer can take from outside: full blocks, the last prompt token recomputed
+    (vllm/v1/core/kv_cache_manager.py caps a hit at num_tokens - 1)."""
     return (n_tokens - 1) // block * block
 
 
