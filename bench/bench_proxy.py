@@ -165,6 +165,12 @@ def spawn(cmd: list[str], probe: str, env: dict[str, str] | None = None) -> subp
     return proc
 
 
+def _has_uvloop() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
+
+
 def cpu_seconds(pid: int) -> float:
     import psutil
 
@@ -191,9 +197,12 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--proxy-arg", action="append", default=[], help="extra `kvtest proxy` argument")
     args = ap.parse_args()
+    loop = "asyncio" if "--no-uvloop" in args.proxy_arg or not _has_uvloop() else "uvloop"
     print(
-        f"# proxy benchmark: kvtest proxy vs the seed's proxy ({os.cpu_count()} cores, store flow, fake vLLM)"
+        f"# proxy benchmark: kvtest proxy vs the seed's proxy, store flow, fake vLLM "
+        f"({os.cpu_count()} cores, kvtest proxy on {loop}, Python {sys.version.split()[0]})"
     )
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -203,6 +212,7 @@ def main() -> int:
         procs.append(spawn(fake_node(d_port), d_url + "/health"))
         kvtest_cmd = [sys.executable, "-m", "kvtest", "proxy", "--port", str(k_port), "--prefill", p_url,
                       "--decode", d_url, "--flow", "store", "--strategy", "round_robin"]  # fmt: skip
+        kvtest_cmd += args.proxy_arg
         procs.append(spawn(kvtest_cmd, f"http://127.0.0.1:{k_port}/health"))
         kvtest_proc = procs[-1]
         env = {**os.environ, "PREFILL_URL": p_url, "DECODE_URL": d_url, "PORT": str(s_port)}

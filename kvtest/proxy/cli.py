@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix-blocks", type=int, default=4)
     p.add_argument("--prefix-load-factor", type=float, default=1.25)
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024)
+    p.add_argument(
+        "--no-uvloop", action="store_true", help="use asyncio's own event loop even if uvloop is there"
+    )
     return p
 
 
@@ -98,5 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"kvtest proxy: {exc}", file=sys.stderr)
         return 2
+    if not args.no_uvloop:
+        try:
+            import uvloop  # type: ignore[import-not-found]
+        except ImportError:
+            pass
+        else:
+            # Roughly halves the event loop's share of each request's CPU (the proxy's added latency).
+            uvloop.run(_serve(config))
+            return 0
     asyncio.run(_serve(config))
     return 0
