@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from kvtest.cluster.schema import ClusterSpec, Host, Node
 from kvtest.ports import free_port
+from kvtest.services.mooncake_master import MooncakeMaster
 
 Kind = Literal["etcd", "master", "vllm", "proxy"]
 
@@ -196,17 +197,25 @@ def render(spec: ClusterSpec, run_dir: Path, base_env: dict[str, str] | None = N
         rpc, metrics = _port(m.rpc_port), _port(m.metrics_port)
         master_address = f"{h.address}:{rpc}"
         master_admin_url = f"http://{h.address}:{metrics}"
-        flags: dict[str, Any] = {"rpc_port": rpc, "metrics_port": metrics}
+        # bind both servers to the host's address (a namespace's own address under netns)
+        flags: dict[str, Any] = {
+            "rpc_port": rpc,
+            "metrics_port": metrics,
+            "rpc_address": h.address,
+            "metrics_host": h.address,
+        }
         ports = [rpc, metrics]
         if spec.mooncake.metadata == "http":
             http_port = _port(spec.mooncake.http_metadata_port)
-            flags |= {"enable_http_metadata_server": "true", "http_metadata_server_port": http_port}
+            flags |= {"enable_http_metadata_server": True, "http_metadata_server_port": http_port}
             ports.append(http_port)
         flags |= m.flags
         program = (
             _tool(h, "mooncake_master") if m.impl == "real" else [*_python(h), "-m", "simulators.mooncake"]
         )
-        rendered = [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in flags.items()]
+        # the flag syntax is kvtest.services' MooncakeMaster's, so a cluster's master and the store
+        # tests' master are the same command line
+        rendered = MooncakeMaster(m.impl, flags, host=h.address, log_dir=run_dir).flag_args()
         launches.append(
             Launch(
                 name="mooncake_master",
