@@ -48,6 +48,9 @@ Tokenize = Callable[[str], list[int]]
 Flow = Literal["pd", "single"]
 Connector = Literal["none", "store"]
 Key = tuple[object, ...]
+# What a request generated: its token ids, or only how many (then output blocks are taken as unique
+# content, which is exact unless a later prompt continues an earlier prompt plus its output).
+Output = int | Sequence[int]
 
 V0_METRIC_BLOCK = (
     1000  # CacheMetricData.block_size default: queries per averaging bucket, not the KV block size
@@ -75,6 +78,10 @@ def load_tokenizer(model: str, tokenizer: str | None = None) -> Tokenize:
         # Completions requests tokenize with add_special_tokens=True in vLLM.
         return lambda text: list(tok.encode(text, add_special_tokens=True).ids)
     return builtin_tokenize
+
+
+def _count(output: Output) -> int:
+    return output if isinstance(output, int) else len(output)
 
 
 # ----------------------------------------------------------------------------------------------- V1 model
@@ -115,8 +122,14 @@ class V1Node:
         self.key_of[bid] = key
         self.cached.setdefault(key, {})[bid] = None
 
-    def serve(self, prompt: Sequence[int], output_tokens: int, *, external_blocks: int | None = None) -> None:
-        """One request: prompt token ids, tokens generated; external_blocks = leading prompt blocks a
+    def _output_key(self, prompt: Sequence[int], output: Output, i: int) -> Key:
+        if isinstance(output, int):
+            self._out += 1
+            return ("output", self._out)
+        return tuple([*prompt, *output][: (i + 1) * self.block_size])
+
+    def serve(self, prompt: Sequence[int], output: Output, *, external_blocks: int | None = None) -> None:
+        """One request: prompt token ids, what it generated; external_blocks = leading prompt blocks a
         connector can load (None = no connector on this node)."""
         n, b = len(prompt), self.block_size
         keys: list[Key] = [tuple(prompt[: (i + 1) * b]) for i in range(n // b)]
@@ -136,14 +149,13 @@ class V1Node:
             bid = next(iter(self.cached[key]))
             self.free.pop(bid, None)  # touch: a cached block in use leaves the free queue
             blocks.append(bid)
-        slots = n + max(output_tokens, 1) - 1
+        slots = n + max(_count(output), 1) - 1
         for _ in range(-(-slots // b) - local):
             blocks.append(self._pop())
         for i in range(local, len(keys)):
             self._cache(blocks[i], keys[i])
         for i in range(len(keys), slots // b):
-            self._out += 1
-            self._cache(blocks[i], ("output", self._out))
+            self._cache(blocks[i], self._output_key(prompt, output, i))
         for bid in reversed(blocks):
             self.free[bid] = None
 
@@ -219,7 +231,7 @@ class V0Node:
         del self.cached[self.key_of.pop(bid)]
         return bid
 
-    def serve(self, prompt: Sequence[int], output_tokens: int) -> None:
+    def serve(self, prompt: Sequence[int], output: Output) -> None:
         self.clock += 1
         n, b = len(prompt), self.block_size
         blocks: list[int] = []
@@ -239,13 +251,23 @@ class V0Node:
                 self.key_of[bid] = key
             blocks.append(bid)
             depth.append((i + 1) * b)
-        slots = n + max(output_tokens, 1) - 1
+        slots = n + max(_count(output), 1) - 1
         for i in range(n // b, -(-slots // b)):
             bid = self._alloc()
-            if i < slots // b:  # a decode block that filled up is promoted and cached
-                self._out += 1
-                self.cached[("output", self._out)] = bid
-                self.key_of[bid] = ("output", self._out)
+            if i < slots // b:  # a decode block that filled up is promoted to immutable
+                if isinstance(output, int):
+                    self._out += 1
+                    key = ("output", self._out)
+                else:
+                    key = tuple([*prompt, *output][: (i + 1) * b])
+                if key in self.cached:
+                    # promote_to_immutable_block: same content already cached -> use that block, free this one
+                    self.unhashed.append(bid)
+                    bid = self.cached[key]
+                    self.evictor.pop(bid, None)
+                else:
+                    self.cached[key] = bid
+                    self.key_of[bid] = key
             blocks.append(bid)
             depth.append((i + 1) * b)
         for bid, d in zip(blocks, depth, strict=True):
@@ -331,7 +353,7 @@ class ClusterModel:
         return found
 
     def submit(
-        self, req: DatasetRequest, *, output_tokens: int | None = None, node: str | None = None
+        self, req: DatasetRequest, *, output_tokens: Output | None = None, node: str | None = None
     ) -> None:
         """One dataset request through the flow. `node` overrides the routing for the "single" flow."""
         prompt = self.tokenize(req.prompt)
@@ -361,7 +383,7 @@ class ClusterModel:
         d1.serve(prompt, out, external_blocks=ext)
         d0.serve(prompt, out)
 
-    def run(self, requests: Iterable[DatasetRequest], output_tokens: Sequence[int] | None = None) -> None:
+    def run(self, requests: Iterable[DatasetRequest], output_tokens: Sequence[Output] | None = None) -> None:
         for i, req in enumerate(requests):
             self.submit(req, output_tokens=None if output_tokens is None else output_tokens[i])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from kvtest.expect import (
 )
 from kvtest.workload.dataset import DatasetSpec, build, read, write
 
+TINY_LLAMA = str(Path(__file__).resolve().parents[2] / "fixtures" / "models" / "tiny-llama")
 P = ["10.0.13.1:8100", "10.0.13.1:8101", "10.0.13.1:8102", "10.0.13.1:8103"]
 D = ["10.0.14.1:8200", "10.0.14.1:8201", "10.0.14.1:8202", "10.0.14.1:8203"]
 
@@ -129,9 +131,9 @@ def test_tokenizer_agrees_with_the_fake_vllms_for_model_dirs_and_bare_names():
     from simulators.vllm.tokenizer import load_tokenizer as sim_tokenizer
 
     text = "Shared context #3: This is long context. Question 3: Summarize the context. é"
-    for model in ("fixtures/models/tiny-llama", "Qwen/Qwen2.5-7B"):
+    for model in (TINY_LLAMA, "Qwen/Qwen2.5-7B"):
         assert load_tokenizer(model)(text) == sim_tokenizer(model).encode(text), model
-    assert load_tokenizer("fixtures/models/tiny-llama")(text) != builtin_tokenize(text)
+    assert load_tokenizer(TINY_LLAMA)(text) != builtin_tokenize(text)
 
 
 def test_cli_prints_json_per_node(tmp_path, capsys):
@@ -191,3 +193,24 @@ def test_cli_runs_several_dataset_files_in_order(tmp_path, capsys):
     assert rows == json.loads(json.dumps({k: v.to_dict() for k, v in model.counters().items()}))
     # new routes on the second pass: every node far below the 50% a repeated route would give
     assert all(r["v0_hit_rate"] < 0.3 for r in rows.values())
+
+
+def test_v1_output_tokens_fill_blocks_a_later_prompt_can_hit():
+    node = V1Node(block_size=4)
+    node.serve([1, 2, 3], [4, 5])  # KV holds 1 2 3 4 (the last sampled token is never fed back)
+    node.serve([1, 2, 3, 4, 9], 1)
+    assert node.hits == 4
+    opaque = V1Node(block_size=4)
+    opaque.serve([1, 2, 3], 2)  # only a count: the output block is unique content
+    opaque.serve([1, 2, 3, 4, 9], 1)
+    assert opaque.hits == 0
+
+
+def test_v0_promoted_output_block_reuses_an_identical_cached_block():
+    node = V0Node(block_size=2, num_gpu_blocks=3)
+    node.serve([1, 2, 3], [4, 5])  # blocks [1,2] and [1,2,3,4] (promoted when the output filled it)
+    node.serve([1, 2, 3, 4, 7], 1)  # both full prompt blocks hit
+    block = node.cached[(1, 2, 3, 4)]
+    node.serve([1, 2, 3], [4, 5])  # its filled block equals [1,2,3,4]: vLLM keeps the cached copy
+    assert node.cached[(1, 2, 3, 4)] == block and len(node.key_of) == 2
+    assert (node.block_queries, node.block_hits) == (4, 3)
