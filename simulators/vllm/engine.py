@@ -109,7 +109,8 @@ class Engine:
             cached_src["external_unspecified"] += ext
             src["local_compute"] += p - local - ext
             if self.has_connector:
-                m.external_queries += req.num_tokens
+                # vLLM 0.32 scheduler: the connector is asked only for what the local cache lacks
+                m.external_queries += req.num_tokens - local
                 m.external_hits += ext
             if self._v0:
                 full = p // bs

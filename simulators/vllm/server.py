@@ -258,7 +258,7 @@ class FakeVLLMServer:
         reqs = [self._new_request(p, m, sampling) for p, m in zip(prompts, limits, strict=True)]
         if sampling.stream:
             return await self._stream(request, reqs, model, sampling, verdict, chat=False)
-        return await self._complete(request, reqs, model, verdict, chat=False)
+        return await self._complete(request, reqs, model, verdict, False, sampling.return_token_ids)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -285,7 +285,7 @@ class FakeVLLMServer:
         reqs = [self._new_request(prompt, limit, sampling)]
         if sampling.stream:
             return await self._stream(request, reqs, model, sampling, verdict, chat=True)
-        return await self._complete(request, reqs, model, verdict, chat=True)
+        return await self._complete(request, reqs, model, verdict, True, sampling.return_token_ids)
 
     def _injected(self, status: int) -> web.Response:
         return _json(
@@ -303,7 +303,13 @@ class FakeVLLMServer:
         )
 
     async def _complete(
-        self, request: web.Request, reqs: list[SimRequest], model: str, verdict: Verdict, chat: bool
+        self,
+        request: web.Request,
+        reqs: list[SimRequest],
+        model: str,
+        verdict: Verdict,
+        chat: bool,
+        return_token_ids: bool = False,
     ) -> web.StreamResponse:
         drop = verdict.drop_after
         if len(reqs) == 1:
@@ -323,6 +329,10 @@ class FakeVLLMServer:
             make(i, self._text(o, 0), r.finish_reason)
             for i, (r, o) in enumerate(zip(reqs, outs, strict=True))
         ]
+        if return_token_ids:
+            for ch, r, o in zip(choices, reqs, outs, strict=True):
+                ch["token_ids"] = o
+                ch["prompt_token_ids"] = r.prompt_token_ids
         resp: dict[str, Any] = {
             "id": new_id("chatcmpl" if chat else "cmpl"),
             "object": "chat.completion" if chat else "text_completion",

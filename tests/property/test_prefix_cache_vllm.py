@@ -2,9 +2,10 @@
 
 The reference keeps the free queue as a plain Python list of slots (each a block hash or None), head =
 next to be reused, and applies vLLM's rules one by one (kv_cache_manager.get_computed_blocks: longest
-prefix, capped at num_tokens - 1; block_pool: pops from the head evict, frees go to the tail in
-reverse; cached as soon as allocated; generated tokens fill and cache blocks, up to the last computed
-token). Requests run one at a time through the real Engine (zero latency); after each, hit counters,
+prefix, capped at num_tokens - 1; block_pool: pops from the head evict, a request's blocks are freed
+in reverse, cached ones to the tail and unhashed ones to the head (vLLM 0.32); cached as soon as
+allocated; generated tokens fill and cache blocks, up to the last computed token). Requests run
+one at a time through the real Engine (zero latency); after each, hit counters,
 the set of cached blocks and the free-queue order must equal the model's.
 """
 
@@ -61,7 +62,11 @@ class RefModel:
         for i in range(hit, min(full, len(mine))):
             mine[i] = (hashes_all[i], self.seq)
             self.seq += 1
-        self.queue.extend(reversed(mine))
+        freed = list(reversed(mine))  # a request's blocks are freed tail first
+        # vLLM 0.32 BlockPool.free_blocks: never-hittable (unhashed) blocks to the front, in that order;
+        # cached ones to the back
+        self.queue[:0] = [s for s in freed if s is None]
+        self.queue.extend(s for s in freed if s is not None)
         return hit * bs
 
     def hashes(self) -> list[bytes | None]:

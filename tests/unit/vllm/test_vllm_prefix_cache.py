@@ -93,3 +93,14 @@ def test_prefix_caching_disabled_never_hits_and_counts_nothing() -> None:
     run(kv, Req("a", list(range(8))))
     assert run(kv, Req("b", list(range(8)))) == 0
     assert kv.stats.queries == 0
+
+
+def test_unhashed_blocks_go_to_the_head_to_be_reused_first() -> None:
+    # vLLM 0.32 block_pool.py BlockPool.free_blocks: a block with no hash can never be hit, so it is
+    # prepended (reused first); cached blocks are appended (LRU)
+    kv = KVCacheManager(9, 4)
+    a = Req("a", list(range(10)))  # blocks 1, 2 full (hashed), block 3 holds 2 tokens (no hash)
+    blocks, _ = kv.get_computed_blocks(a)
+    kv.allocate_slots(a, 10, blocks)
+    kv.free("a")
+    assert kv.pool.free_queue.block_ids() == [3, 4, 5, 6, 7, 8, 2, 1]
