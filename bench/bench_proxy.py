@@ -165,12 +165,6 @@ def spawn(cmd: list[str], probe: str, env: dict[str, str] | None = None) -> subp
     return proc
 
 
-def _has_uvloop() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("uvloop") is not None
-
-
 def cpu_seconds(pid: int) -> float:
     import psutil
 
@@ -199,10 +193,9 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--proxy-arg", action="append", default=[], help="extra `kvtest proxy` argument")
     args = ap.parse_args()
-    loop = "asyncio" if "--no-uvloop" in args.proxy_arg or not _has_uvloop() else "uvloop"
     print(
         f"# proxy benchmark: kvtest proxy vs the seed's proxy, store flow, fake vLLM "
-        f"({os.cpu_count()} cores, kvtest proxy on {loop}, Python {sys.version.split()[0]})"
+        f"({os.cpu_count()} cores, Python {sys.version.split()[0]})"
     )
     procs: list[subprocess.Popen[bytes]] = []
     try:

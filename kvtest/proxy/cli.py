@@ -101,14 +101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"kvtest proxy: {exc}", file=sys.stderr)
         return 2
-    if not args.no_uvloop:
-        try:
-            import uvloop  # type: ignore[import-not-found]
-        except ImportError:
-            pass
-        else:
-            # Roughly halves the event loop's share of each request's CPU (the proxy's added latency).
-            uvloop.run(_serve(config))
-            return 0
+    # Plain asyncio: uvloop measured no better here (bench_proxy.py on a 16-core host, same run).
     asyncio.run(_serve(config))
     return 0
