@@ -52,9 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix-blocks", type=int, default=4)
     p.add_argument("--prefix-load-factor", type=float, default=1.25)
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024)
-    p.add_argument(
-        "--no-uvloop", action="store_true", help="use asyncio's own event loop even if uvloop is there"
-    )
     return p
 
 
