@@ -140,24 +140,39 @@ class Engine:
             if fut is not None and not fut.done():
                 fut.set_result(None)
 
-    async def _wait_admitted(self, req: SimRequest, front: bool = False) -> None:
-        if front:
-            self.waiting.appendleft(req)
-        else:
-            self.waiting.append(req)
-        self.schedule()
-        if req.status is not RequestStatus.RUNNING:
-            fut = asyncio.get_running_loop().create_future()
-            self._admitted[req.request_id] = fut
-            await fut
+    async def _admission(self, req: SimRequest) -> None:
+        """Wait until schedule() has moved the request to running (it is already in the waiting queue)."""
+        if req.status is RequestStatus.RUNNING:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._admitted[req.request_id] = fut
+        await fut
 
     def _preempt(self, req: SimRequest) -> None:
+        """vLLM's _preempt_request: free the blocks, back to the head of the waiting queue."""
         self.kv.free(req.request_id)
         self.running.pop(req.request_id, None)
         req.num_computed_tokens = 0
         req.num_preemptions += 1
         req.status = RequestStatus.PREEMPTED
+        self.waiting.appendleft(req)
         self.metrics.num_preemptions += 1
+
+    def _decode_slot(self, req: SimRequest) -> str:
+        """One more slot for `req`, preempting the last-scheduled running request until it fits
+        (vLLM's FCFS policy: `self.running.pop()`). Returns "ok", "preempted" (req itself) or
+        "impossible" (req runs alone and the pool still cannot hold it)."""
+        kv = self.kv
+        while kv.allocate_slots(req, 1) is None:
+            victim = next(reversed(self.running.values()))
+            if victim is req:
+                if len(self.running) == 1 and not self.delayed_free:
+                    return "impossible"
+                self._preempt(req)
+                self.schedule()
+                return "preempted"
+            self._preempt(victim)
+        return "ok"
 
     def _finish(self, req: SimRequest, reason: str) -> None:
         req.status = RequestStatus.FINISHED
@@ -211,19 +226,25 @@ class Engine:
             self.hasher.extend(req.block_hashes, req.all_token_ids, req.cache_salt)
 
     async def generate(self, req: SimRequest) -> AsyncGenerator[int, None]:
-        """Run a request; yields each output token id when it is produced."""
+        """Run a request; yields each output token id when it is produced.
+
+        After every await the request checks whether it was preempted meanwhile (another request's
+        decode step took its blocks); if so it waits to be scheduled again and recomputes its prompt and
+        the tokens generated so far, then goes on sampling, as vLLM does.
+        """
         clock = self.clock
         lat = self.latency
-        kv = self.kv
         m = self.metrics
         connector_active = self.has_connector
         req.arrival_time = clock.now()
         emitted = 0
         last_emit = 0.0
         try:
-            front = False
+            self.waiting.append(req)
+            self.schedule()
             while True:
-                await self._wait_admitted(req, front)
+                await self._admission(req)
+                epoch = req.num_preemptions
                 if req.scheduled_time is None:
                     req.scheduled_time = clock.now()
                 ext = req.num_external_computed_tokens
@@ -232,41 +253,48 @@ class Engine:
                 dt = lat.ttft(req.num_tokens, req.num_local_cached_tokens, ext)
                 if dt:
                     await clock.sleep(dt)
+                if req.num_preemptions != epoch:
+                    continue
                 req.num_computed_tokens = req.num_tokens
                 if connector_active:
-                    await self.connector.save_kv(req, kv.block_ids(req.request_id))
+                    await self.connector.save_kv(req, self.kv.block_ids(req.request_id))
+                    if req.num_preemptions != epoch:
+                        continue
                 self._append_token(req)
-                preempted = False
+                outcome = "ok"
                 while True:
                     while emitted < len(req.output_token_ids):
                         now = clock.now()
                         if emitted == 0:
                             req.first_token_time = now
                             m.ttft.observe(now - req.arrival_time)
-                        elif emitted > 0:
+                        else:
                             m.itl.observe(now - last_emit)
                         last_emit = req.last_token_time = now
                         m.generation_tokens += 1
                         tok = req.output_token_ids[emitted]
                         emitted += 1
                         yield tok
+                    if req.num_preemptions != epoch:
+                        outcome = "preempted"
+                        break
                     if len(req.output_token_ids) >= req.max_tokens:
+                        outcome = "done"
                         break
                     # decode step: compute the KV of the last token, sample the next
-                    if kv.allocate_slots(req, 1) is None:
-                        if len(self.running) <= 1 and not self.waiting:
-                            break  # alone and still no room: the pool cannot hold this request at all
-                        self._preempt(req)
-                        preempted = True
+                    outcome = self._decode_slot(req)
+                    if outcome != "ok":
                         break
                     dt = lat.itl()
                     if dt:
                         await clock.sleep(dt)
+                    if req.num_preemptions != epoch:
+                        outcome = "preempted"
+                        break
                     req.num_computed_tokens += 1
                     self._append_token(req)
-                if not preempted:
+                if outcome != "preempted":
                     break
-                front = True
             self._finish(req, "length")
         finally:
             if req.status is not RequestStatus.FINISHED:
