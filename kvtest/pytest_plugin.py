@@ -115,11 +115,16 @@ def cluster(
         / "runs"
         / f"pytest-{cluster_spec.name}-{worker or 'main'}-{os.getpid()}"
     )
-    started = start(cluster_spec, run_dir)
-    try:
+    import contextlib
+
+    from kvtest.cluster.netns import NetnsTopology
+
+    with contextlib.ExitStack() as stack:
+        if cluster_spec.uses_netns:  # hosts that are network namespaces: make them first
+            stack.enter_context(NetnsTopology.for_spec(cluster_spec))
+        started = start(cluster_spec, run_dir)
+        stack.callback(started.stop)
         yield started
-    finally:
-        started.stop()
 
 
 def _has_fixed_ports(spec: Any) -> bool:

@@ -284,6 +284,8 @@ def render(spec: ClusterSpec, run_dir: Path, base_env: dict[str, str] | None = N
                     "-m",
                     "kvtest",
                     "proxy",
+                    "--host",
+                    h.address,
                     "--port",
                     str(port),
                     "--prefill",

@@ -99,6 +99,8 @@ def test_proxy_command_line(tmp_path: Path) -> None:
         "-m",
         "kvtest",
         "proxy",
+        "--host",
+        "127.0.0.1",
         "--port",
         "8000",
         "--prefill",
