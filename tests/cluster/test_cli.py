@@ -53,7 +53,7 @@ def test_dry_run_prints_command_lines_and_starts_nothing(capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "-m simulators.mooncake --rpc_port=" in out
     assert "-m simulators.vllm serve fixtures/models/tiny-llama --host 127.0.0.1 --port" in out
-    assert "-m kvtest proxy --port" in out and "--flow store" in out
+    assert "-m kvtest proxy --host 127.0.0.1 --port" in out and "--flow store" in out
 
 
 def test_bad_cluster_file_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
