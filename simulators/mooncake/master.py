@@ -207,8 +207,15 @@ class MasterService:
             stale = not old.complete and now - old.put_start_time > self.cfg.put_start_discard_timeout_sec
             if stale:
                 self._drop(key)  # real: an unfinished put past put_start_discard_timeout_sec is discarded
+            elif upsert and old.complete and old.size == size:
+                # real: an upsert of the same size rewrites the object in place and keeps its lease
+                # (a remove right after still gets -706); checked against mooncake 0.3.13.post1
+                old.complete = False
+                old.put_start_time = now
+                self.value_sizes.append(size)
+                return old.endpoint, old.offset
             elif upsert and old.complete:
-                self._drop(key)
+                self._drop(key)  # another size: a new object, without the old lease
             else:
                 self.log.info("key=%s, info=object_already_exists", key)
                 raise MasterError(ErrorCode.OBJECT_ALREADY_EXISTS)

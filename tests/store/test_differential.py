@@ -216,3 +216,18 @@ def test_master_killed(cluster: StoreCluster) -> None:
     assert a.put("k", b"v") == 0
     m.kill()
     assert a.put("k2", b"v") == -900
+
+
+def test_upsert_same_size_keeps_lease(cluster: StoreCluster) -> None:
+    """Found by the op-by-op trace: an upsert of the same size rewrites in place and keeps the lease;
+    another size makes a new object without one."""
+    m = cluster.master(default_kv_lease_ttl=60000)
+    a = cluster.client(m)
+    for key, size in (("same", 10), ("other", 20)):
+        assert a.put(key, b"x" * 10) == 0
+        assert a.is_exist(key) == 1  # leased
+        assert a.upsert(key, b"y" * size) == 0
+        assert a.get(key) == b"y" * size
+    assert a.remove("same") == -706
+    a.put("fresh", b"z")
+    assert a.remove_all() == 1  # "fresh": both upserted keys were just read by get() and are leased
