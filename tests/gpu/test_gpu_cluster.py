@@ -27,7 +27,7 @@ def block_of(cluster: Cluster) -> int:
 
 def test_repeated_prompt_hits_the_prefix_cache(cluster: Cluster) -> None:
     node = cluster.nodes[0]
-    prompt = unique_prompt(seed=11, n_words=400)
+    prompt = unique_prompt(seed=11, n_words=200)
     before = cluster.metrics.snapshot()
     first = complete(node.url, node.model, prompt)
     complete(node.url, node.model, prompt)
