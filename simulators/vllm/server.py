@@ -405,7 +405,8 @@ class FakeVLLMServer:
                         else completion_chunk_choice(i, text, fr)
                     )
                     use = stream_usage(req.num_prompt_tokens, len(out), None) if s.continuous_usage else None
-                    if chat and done:
+                    if done and not s.include_usage and i == len(reqs) - 1:
+                        # vLLM 0.32 puts system_fingerprint on the last chunk before [DONE]
                         await send([choice], use, system_fingerprint=self.fingerprint)
                     else:
                         await send([choice], use)

@@ -92,9 +92,18 @@ class HFTokenizer:
         tpl = model_dir / "chat_template.jinja"
         self.chat_template: str | None = tpl.read_text() if tpl.exists() else cfg.get("chat_template")
         special_ids = {i for i, t in self._added_tokens().items() if t.special}
-        vocab = self._tok.get_vocab(with_added_tokens=True)
-        # outputs: plain alphabetic tokens, so decoded text is readable and re-encodes sensibly
-        plain = sorted(i for s, i in vocab.items() if i not in special_ids and s.strip("▁Ġ").isalpha())
+        # outputs: tokens that decode on their own to plain ASCII letters (optionally after a space), so
+        # streamed text is readable and never a partial UTF-8 sequence; capped to keep start-up cheap
+        plain: list[int] = []
+        for i in range(self.vocab_size):
+            if i in special_ids:
+                continue
+            text = self._tok.decode([i])
+            word = text[1:] if text.startswith(" ") else text
+            if word.isascii() and word.isalpha():
+                plain.append(i)
+                if len(plain) >= 4096:
+                    break
         self.output_vocab = plain or sorted(set(range(self.vocab_size)) - special_ids)
 
     def _added_tokens(self) -> dict[int, Any]:

@@ -124,7 +124,20 @@ async def test_streaming_sse_framing_and_include_usage() -> None:
         assert "usage" not in chunks[0]
         assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3
         r2 = await c.post("/v1/completions", json={"prompt": "abc", "max_tokens": 3, "stream": True})
-        assert len(sse(r2.text)) == 3
+        plain_chunks = sse(r2.text)
+        assert len(plain_chunks) == 3
+        # vLLM 0.32 puts system_fingerprint on the last chunk before [DONE] only
+        assert [("system_fingerprint" in ch) for ch in plain_chunks] == [False, False, True]
+        assert [("system_fingerprint" in ch) for ch in chunks] == [False, False, False, True]
+        assert list(chunks[0]["choices"][0]) == [
+            "index",
+            "text",
+            "logprobs",
+            "finish_reason",
+            "stop_reason",
+            "prompt_token_ids",
+            "token_ids",
+        ]
         plain = (await c.post("/v1/completions", json={"prompt": "abc", "max_tokens": 3})).json()
         assert "".join(ch["choices"][0]["text"] for ch in chunks[:3]) == plain["choices"][0]["text"]
 
@@ -254,6 +267,16 @@ BAD_INPUTS: list[tuple[Any, int, str, str | None, str]] = [
         "body.temperature",
         "1 validation error:\n  {'type': 'float_parsing'",
     ),
+    ({"prompt": ["a", ""]}, 400, "BadRequestError", None, "The decoder prompt cannot be empty"),
+    ({"prompt": [[1, 2], []]}, 400, "BadRequestError", None, "The decoder prompt cannot be empty"),
+    ({"prompt": "x", "n": 0}, 400, "BadRequestError", None, "n must be at least 1, got 0."),
+    (
+        {"prompt": "x", "stream": True, "stream_options": 5},
+        400,
+        "Bad Request",
+        "body.stream_options",
+        "1 validation error:\n  {'type': 'model_attributes_type', 'loc': 'body.stream_options'",
+    ),
     (
         {"prompt": "x", "temperature": -1},
         400,
@@ -311,6 +334,11 @@ async def test_bad_chat_and_tokenize_inputs_are_400() -> None:
     async with serve() as (_, c):
         assert (await c.post("/v1/chat/completions", json={"max_tokens": 1})).status_code == 400
         assert (await c.post("/v1/chat/completions", json={"messages": "hi"})).status_code == 400
+        r = await c.post("/v1/chat/completions", json={"messages": []})
+        assert r.status_code == 400
+        assert r.json()["error"]["message"] == (
+            "Cannot apply chat template to an empty conversation. Provide at least one message."
+        )
         assert (await c.post("/tokenize", json={"prompt": 5})).status_code == 400
         assert (await c.post("/detokenize", json={"tokens": ["a"]})).status_code == 400
         assert (await c.post("/detokenize", json={"tokens": [-1]})).status_code == 400
