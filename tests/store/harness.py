@@ -67,7 +67,7 @@ class ClientProcess:
         return lambda *a, **k: self.call(name, *a, **k)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
+        if self.proc.poll() is None:  # ip netns exec execs the command: this pid is the client
             self.proc.kill()
         self.proc.wait(5)
         self.log.close()
