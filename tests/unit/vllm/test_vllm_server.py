@@ -505,3 +505,11 @@ async def test_many_nodes_in_one_loop_on_distinct_ports() -> None:
         for n in nodes:  # all stopped on exit
             with pytest.raises(httpx.ConnectError):
                 await c.get(n.url_for("health"), timeout=1)
+
+
+async def test_delay_fault_and_startup_delay() -> None:
+    async with serve(sim_virtual_clock=True, sim_delay_ms=250) as (node, c):
+        assert (await c.post("/v1/completions", json={"prompt": "x", "max_tokens": 1})).status_code == 200
+        assert node.engine.clock.now() == pytest.approx(0.25)  # the delay came before the answer
+    async with serve(sim_startup_delay_ms=60_000) as (_, c):
+        assert (await c.get("/health")).status_code == 503  # not ready yet: still starting
