@@ -7,7 +7,8 @@ Fixtures (session-scoped cluster, per xdist worker):
 - `cluster_spec`: the parsed --cluster file (a bare name like `sim` means fixtures/clusters/sim.yaml).
 - `cluster`: the running kvtest.cluster.Cluster, started once per session (or per xdist worker,
   each on its own free ports) and always stopped; with KVTEST_CLUSTER_STATE=runs/.../state.json
-  it attaches to a cluster `kvtest cluster up` already started and leaves it running.
+  it attaches to a cluster `kvtest cluster up` already started and leaves it running; with
+  KVTEST_SIM_IN_PROCESS=1 a simulator-only file runs in this process (kvtest.cluster.sim).
 - `proxy_url` (--proxy-url wins), `nodes`, `metrics` (a MetricsScraper), `store` (a set-up store
   client of the cluster's master, closed after the test).
 Gated tests skip with the exact reason (no GPU cluster file, no GPU, no RDMA device, real tools
@@ -122,7 +123,12 @@ def cluster(
     with contextlib.ExitStack() as stack:
         if cluster_spec.uses_netns:  # hosts that are network namespaces: make them first
             stack.enter_context(NetnsTopology.for_spec(cluster_spec))
-        started = start(cluster_spec, run_dir)
+        if os.environ.get("KVTEST_SIM_IN_PROCESS") == "1" and "real" not in cluster_spec.impls:
+            from kvtest.cluster.sim import sim_start  # one process, no per-node start-up
+
+            started = sim_start(cluster_spec, run_dir)
+        else:
+            started = start(cluster_spec, run_dir)
         stack.callback(started.stop)
         yield started
 
