@@ -31,6 +31,17 @@ INVALID_PARAMS = int(ErrorCode.INVALID_PARAMS)
 ALREADY_EXISTS = int(ErrorCode.OBJECT_ALREADY_EXISTS)
 
 
+def _key(key: Any) -> str:
+    """pybind11 refuses a non-str key with TypeError before any code runs; so does the mock."""
+    if not isinstance(key, str):
+        raise TypeError(f"incompatible function arguments: key must be str, not {type(key).__name__}")
+    return key
+
+
+def _keys(keys: Any) -> list[str]:
+    return [_key(k) for k in keys]
+
+
 def _as_view(value: Any) -> memoryview:
     view = memoryview(value)
     if view.ndim != 1 or view.format != "B":
@@ -124,7 +135,7 @@ class MooncakeDistributedStore:
         try:
             self._master_addr = (host or "127.0.0.1", int(port))
         except ValueError:
-            return INVALID_PARAMS
+            return int(ErrorCode.INTERNAL_ERROR)  # real: "Failed to create client", -1 as for a dead master
         if protocol not in ("tcp", "rdma"):
             return INVALID_PARAMS
         # The real client retries connecting MC_STORE_CLIENT_SETUP_RETRIES times (about 4 s apart).
@@ -280,17 +291,21 @@ class MooncakeDistributedStore:
         return code
 
     def put(self, key: str, value: Any, config: Any = None) -> int:
+        key = _key(key)
         return self._put_one(key, _as_view(value), "put_start", True)
 
     def upsert(self, key: str, value: Any, config: Any = None) -> int:
+        key = _key(key)
         return self._put_one(key, _as_view(value), "upsert_start", True)
 
     def put_from(self, key: str, buffer_ptr: int, size: int, config: Any = None) -> int:
+        key = _key(key)
         if size <= 0:
             return INVALID_PARAMS
         return self._put_one(key, _ptr_view(buffer_ptr, size), "put_start", False)
 
     def upsert_from(self, key: str, buffer_ptr: int, size: int, config: Any = None) -> int:
+        key = _key(key)
         if size <= 0:
             return INVALID_PARAMS
         return self._put_one(key, _ptr_view(buffer_ptr, size), "upsert_start", False)
@@ -335,12 +350,23 @@ class MooncakeDistributedStore:
         return out
 
     def put_batch(self, keys: list[str], values: list[Any], config: Any = None) -> int:
+        keys = _keys(keys)
         if len(keys) != len(values):
             return INVALID_PARAMS
-        codes = self._batch_put(keys, [_as_view(v) for v in values], True)
+        views = [_as_view(v) for v in values]
+        # real: the whole batch is staged in the local buffer at once; an empty value or a batch larger
+        # than local_buffer_size fails all of it with -600 (checked against mooncake 0.3.13.post1)
+        if (
+            not self._ready
+            or any(len(v) == 0 for v in views)
+            or sum(map(len, views)) > self._local_buffer_size
+        ):
+            return INVALID_PARAMS
+        codes = self._batch_put(keys, views, True)
         return next((c for c in codes if c != OK), OK)
 
     def upsert_batch(self, keys: list[str], values: list[Any], config: Any = None) -> int:
+        keys = _keys(keys)
         codes = [self.upsert(k, v) for k, v in zip(keys, values, strict=False)]
         return next((c for c in codes if c != OK), OK)
 
@@ -377,6 +403,7 @@ class MooncakeDistributedStore:
         return self._call("get_replica_list", key)
 
     def get(self, key: str) -> bytes:
+        key = _key(key)
         code, rep = self._locate(key)
         if code != OK:
             return b""
@@ -389,21 +416,25 @@ class MooncakeDistributedStore:
         return bytes(out)
 
     def get_batch(self, keys: list[str]) -> list[bytes]:
+        keys = _keys(keys)
         if not self._ready:
             return [b""] * len(keys)
         code, reps = self._call("batch_get_replica_list", list(keys))
         if code != OK:
             return [b""] * len(keys)
         out: list[bytes] = []
+        staged = 0  # real: every value of the batch is staged in the local buffer at the same time
         for rep in reps:
-            if isinstance(rep, int) or rep[2] > self._local_buffer_size:
+            if isinstance(rep, int) or staged + rep[2] > self._local_buffer_size:
                 out.append(b"")
                 continue
+            staged += rep[2]
             buf = bytearray(rep[2])
             out.append(bytes(buf) if self._read(rep[0], rep[1], memoryview(buf)) == OK else b"")
         return out
 
     def get_into(self, key: str, buffer_ptr: int, size: int) -> int:
+        key = _key(key)
         code, rep = self._locate(key)
         if code != OK:
             return code if code != int(ErrorCode.REPLICA_IS_NOT_READY) else int(ErrorCode.OBJECT_NOT_FOUND)
@@ -460,18 +491,21 @@ class MooncakeDistributedStore:
 
     # --- queries -------------------------------------------------------------------------------------------
     def is_exist(self, key: str) -> int:
+        key = _key(key)
         if not self._ready:
             return INVALID_PARAMS
         code, res = self._call("exist_key", key)
         return (1 if res else 0) if code == OK else code
 
     def batch_is_exist(self, keys: list[str]) -> list[int]:
+        keys = _keys(keys)
         if not self._ready:
             return [INVALID_PARAMS] * len(keys)
         code, res = self._call("batch_exist_key", list(keys))
         return [int(r) for r in res] if code == OK else [code] * len(keys)
 
     def get_size(self, key: str) -> int:
+        key = _key(key)
         code, rep = self._locate(key)
         if code != OK:
             return code if code != int(ErrorCode.REPLICA_IS_NOT_READY) else int(ErrorCode.OBJECT_NOT_FOUND)
@@ -488,12 +522,14 @@ class MooncakeDistributedStore:
 
     # --- remove -------------------------------------------------------------------------------------------
     def remove(self, key: str, force: bool = False) -> int:
+        key = _key(key)
         if not self._ready:
             return INVALID_PARAMS
         code, _ = self._call("remove", key, bool(force))
         return code
 
     def batch_remove(self, keys: list[str], force: bool = False) -> list[int]:
+        keys = _keys(keys)
         if not self._ready:
             return [INVALID_PARAMS] * len(keys)
         code, res = self._call("batch_remove", list(keys), bool(force))
