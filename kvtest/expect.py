@@ -10,9 +10,10 @@ V1 (vllm/v1/core/kv_cache_manager.py get_computed_blocks, vllm/v1/core/block_poo
   left, capped at prompt_tokens - 1 (max_cache_hit_length = num_tokens - 1), in tokens.
 - a KV connector adds external_prefix_cache_queries += prompt tokens and external hits = the blocks it can
   load beyond the local hit (same n-1 cap); loaded blocks become local cache entries.
-- the pool has num_gpu_blocks - 1 usable blocks (block 0 is the null block); never-used blocks are taken
-  first, then the head of the free queue (evicting its cached hash); a finished request's blocks go to the
-  tail in reverse order, so its last blocks are evicted first. Full output blocks are cached too.
+- the pool has num_gpu_blocks - 1 usable blocks (block 0 is the null block); blocks without a hash
+  (never used, or freed partial blocks: vLLM >= 0.24 prepends those) are taken first, then the head of the
+  free queue, evicting its cached hash; a finished request's cached blocks go to the tail in reverse
+  order, so its last blocks are evicted first. Full output blocks are cached too.
 - KV slots used by a request = prompt + output - 1 (the last sampled token is never fed back).
 
 V0 as in vLLM 0.9.2 (vllm/core/block/prefix_caching_block.py PrefixCachingBlockAllocator
@@ -88,13 +89,19 @@ def _count(output: Output) -> int:
 class V1Node:
     """vLLM V1 prefix cache of one node: counters in tokens, finite pool with the LRU free queue."""
 
-    def __init__(self, block_size: int, num_gpu_blocks: int | None = None) -> None:
+    def __init__(
+        self, block_size: int, num_gpu_blocks: int | None = None, *, unhashed_first: bool = True
+    ) -> None:
         if block_size < 1:
             raise ValueError("block_size must be >= 1")
         self.block_size = block_size
         self.fresh: int | None = None if num_gpu_blocks is None else num_gpu_blocks - 1
         self._next_id = 1
         self.free: OrderedDict[int, None] = OrderedDict()  # head = next to be reused
+        # vLLM >= 0.24 (block_pool.py free_blocks) puts freed blocks without a hash at the head of the free
+        # queue, so they are reused before any cached block is evicted; older V1 appended them to the tail.
+        self.unhashed_first = unhashed_first
+        self.unhashed: list[int] = []
         self.key_of: dict[int, Key] = {}
         self.cached: dict[Key, dict[int, None]] = {}
         self._out = 0
@@ -102,6 +109,8 @@ class V1Node:
         self.external_queries = self.external_hits = 0
 
     def _pop(self) -> int:
+        if self.unhashed:
+            return self.unhashed.pop()
         if self.fresh is None or self.fresh > 0:
             if self.fresh is not None:
                 self.fresh -= 1
@@ -157,7 +166,10 @@ class V1Node:
         for i in range(len(keys), slots // b):
             self._cache(blocks[i], self._output_key(prompt, output, i))
         for bid in reversed(blocks):
-            self.free[bid] = None
+            if self.unhashed_first and bid not in self.key_of:
+                self.unhashed.append(bid)
+            else:
+                self.free[bid] = None
 
 
 # ----------------------------------------------------------------------------------------------- V0 model
@@ -313,6 +325,7 @@ class ClusterModel:
         flow: Flow = "pd",
         connector: Connector = "none",
         shared_hash_seed: bool = True,
+        unhashed_first: bool = True,
     ) -> None:
         self.tokenize = tokenize
         self.block_size = block_size
@@ -321,6 +334,7 @@ class ClusterModel:
         self.connector = connector
         # Without one PYTHONHASHSEED on every node, each node's NONE_HASH differs and no key matches.
         self.shared_hash_seed = shared_hash_seed
+        self.unhashed_first = unhashed_first  # vLLM >= 0.24's free order (see V1Node)
         self.v1: dict[str, V1Node] = {}
         self.v0: dict[str, V0Node] = {}
         self.roles: dict[str, list[str]] = {}
@@ -334,7 +348,7 @@ class ClusterModel:
                 if isinstance(self.num_gpu_blocks, Mapping)
                 else self.num_gpu_blocks
             )
-            self.v1[node] = V1Node(self.block_size, pool)
+            self.v1[node] = V1Node(self.block_size, pool, unhashed_first=self.unhashed_first)
             self.v0[node] = V0Node(self.block_size, pool)
             self.roles[node] = []
         if role not in self.roles[node]:

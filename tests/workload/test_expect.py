@@ -214,3 +214,15 @@ def test_v0_promoted_output_block_reuses_an_identical_cached_block():
     node.serve([1, 2, 3], [4, 5])  # its filled block equals [1,2,3,4]: vLLM keeps the cached copy
     assert node.cached[(1, 2, 3, 4)] == block and len(node.key_of) == 2
     assert (node.block_queries, node.block_hits) == (4, 3)
+
+
+def test_v1_freed_partial_blocks_are_reused_before_any_cached_block_is_evicted():
+    # vLLM >= 0.24 block_pool.py free_blocks prepends hashless blocks; older V1 appended them.
+    for unhashed_first, want in ((True, 8), (False, 4)):
+        node = V1Node(block_size=4, num_gpu_blocks=12, unhashed_first=unhashed_first)  # 11 usable
+        node.serve(list(b"aaabaaaa"), 1)  # 2 cached blocks
+        for _ in range(5):
+            node.serve(list(b"a"), 1)  # 1 partial block each, freed again
+        node.serve(list(b"a" * 17), 1)  # 5 blocks: 4 cached + 1 partial
+        node.serve(list(b"aaabaaaaa"), 1)
+        assert node.hits == want, unhashed_first

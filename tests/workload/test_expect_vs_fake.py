@@ -64,6 +64,14 @@ async def run_on_fake(w: dict, sim_metrics: str) -> tuple[dict, dict]:
 @given(w=workloads)
 # Found by this test: the second prompt continues the first prompt plus its first output token.
 @example(w={"nodes": 1, "pool": None, "requests": [("bba", 2, 0), ("bbaaa", 1, 0)]})
+# Found by this test: freed partial blocks are reused before cached blocks are evicted (vLLM >= 0.24).
+@example(
+    w={
+        "nodes": 1,
+        "pool": 12,
+        "requests": [("aaabaaaa", 1, 0), *[("a", 1, 0)] * 5, ("a" * 17, 1, 0), ("aaabaaaaa", 1, 0)],
+    }
+)
 def test_v1_counters_equal_the_model(w):
     measured, expected = asyncio.run(run_on_fake(w, "v1"))
     for url, row in measured.items():
