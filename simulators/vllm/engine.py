@@ -61,10 +61,15 @@ class Engine:
         cache_salt: str | None = None,
         skip_reading_prefix_cache: bool = False,
         request_id: str | None = None,
+        sample_index: int = 0,
     ) -> SimRequest:
         rid = request_id or f"req-{next(self._ids)}"
         plan = plan_output(
-            self.tokenizer, self.cfg.seed if seed is None else seed, prompt_token_ids, max_tokens
+            self.tokenizer,
+            self.cfg.seed if seed is None else seed,
+            prompt_token_ids,
+            max_tokens,
+            sample_index,
         )
         req = SimRequest(
             rid, prompt_token_ids, max_tokens, plan, kv_transfer_params, cache_salt, skip_reading_prefix_cache

@@ -194,6 +194,7 @@ class Sampling:
     cache_salt: str | None
     skip_reading_prefix_cache: bool
     return_token_ids: bool = False
+    n: int = 1
 
 
 def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: bool) -> Sampling:
@@ -230,8 +231,6 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
         )
     if n is not None and n < 1:
         raise bad(f"n must be at least 1, got {n}.")  # a plain ValueError in vLLM: no parameter
-    if n is not None and n > 1:
-        raise bad("The fake vLLM server only supports n=1.", "n")
     if temperature is not None and temperature < 0:
         raise engine_error(
             f"temperature must be non-negative, got {temperature}.", "temperature", temperature
@@ -255,6 +254,7 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
         cache_salt=cache_salt,
         skip_reading_prefix_cache=prompt_logprobs is not None,
         return_token_ids=return_token_ids,
+        n=n or 1,
     )
 
 

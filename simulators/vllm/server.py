@@ -255,10 +255,15 @@ class FakeVLLMServer:
                 return self._injected(verdict.fail_status)
         except ApiError as e:
             return _error(e)
-        reqs = [self._new_request(p, m, sampling) for p, m in zip(prompts, limits, strict=True)]
+        # n samples per prompt (vLLM's parallel sampling: one engine request each), choice index p*n+j
+        reqs = [
+            self._new_request(p, m, sampling, j)
+            for p, m in zip(prompts, limits, strict=True)
+            for j in range(sampling.n)
+        ]
         if sampling.stream:
             return await self._stream(request, reqs, model, sampling, verdict, chat=False)
-        return await self._complete(request, reqs, model, verdict, False, sampling.return_token_ids)
+        return await self._complete(request, reqs, model, verdict, False, sampling)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -282,20 +287,23 @@ class FakeVLLMServer:
                 return self._injected(verdict.fail_status)
         except ApiError as e:
             return _error(e)
-        reqs = [self._new_request(prompt, limit, sampling)]
+        reqs = [self._new_request(prompt, limit, sampling, j) for j in range(sampling.n)]
         if sampling.stream:
             return await self._stream(request, reqs, model, sampling, verdict, chat=True)
-        return await self._complete(request, reqs, model, verdict, True, sampling.return_token_ids)
+        return await self._complete(request, reqs, model, verdict, True, sampling)
 
     def _injected(self, status: int) -> web.Response:
         return _json(
             error_body(status, f"Injected failure (status {status}) by the fake vLLM server."), status
         )
 
-    def _new_request(self, prompt: list[int], max_tokens: int, s: Sampling) -> SimRequest:
+    def _new_request(
+        self, prompt: list[int], max_tokens: int, s: Sampling, sample_index: int = 0
+    ) -> SimRequest:
         return self.engine.new_request(
             prompt,
             max_tokens,
+            sample_index=sample_index,
             seed=s.seed,
             kv_transfer_params=s.kv_transfer_params,
             cache_salt=s.cache_salt,
@@ -309,7 +317,7 @@ class FakeVLLMServer:
         model: str,
         verdict: Verdict,
         chat: bool,
-        return_token_ids: bool = False,
+        s: Sampling,
     ) -> web.StreamResponse:
         drop = verdict.drop_after
         if len(reqs) == 1:
@@ -321,15 +329,16 @@ class FakeVLLMServer:
                 request.transport.close()  # cut the connection: the client sees no response
             raise asyncio.CancelledError
         details = self.cfg.enable_prompt_tokens_details
-        n_prompt = sum(r.num_prompt_tokens for r in reqs)
+        firsts = reqs[:: s.n]  # usage counts each prompt once, whatever n
+        n_prompt = sum(r.num_prompt_tokens for r in firsts)
         n_out = sum(len(o) for o in outs)
-        cached = sum(max(r.num_cached_tokens, 0) for r in reqs)
+        cached = sum(max(r.num_cached_tokens, 0) for r in firsts)
         make = chat_choice if chat else completion_choice
         choices = [
             make(i, self._text(o, 0), r.finish_reason)
             for i, (r, o) in enumerate(zip(reqs, outs, strict=True))
         ]
-        if return_token_ids:
+        if s.return_token_ids:
             for ch, r, o in zip(choices, reqs, outs, strict=True):
                 ch["token_ids"] = o
                 ch["prompt_token_ids"] = r.prompt_token_ids
@@ -387,37 +396,70 @@ class FakeVLLMServer:
             chunk.update(extra)
             await resp.write(b"data: " + _dumps(chunk).encode() + b"\n\n")
 
-        total_prompt = total_out = total_cached = 0
-        for i, req in enumerate(reqs):
-            if chat:
+        if chat:
+            for i in range(len(reqs)):
                 role = chat_chunk_choice(i, {"role": "assistant", "content": ""}, None, first=True)
                 await send([role], prompt_token_ids=None, prompt_text=None)
-            out: list[int] = []
-            async with contextlib.aclosing(self.engine.generate(req)) as gen:
+        outs: list[list[int]] = [[] for _ in reqs]
+        remaining = len(reqs)
+
+        async def on_token(i: int, tok: int) -> None:
+            nonlocal sent, remaining
+            req, out = reqs[i], outs[i]
+            out.append(tok)
+            text = self._text(out, len(out) - 1)
+            done = len(out) >= req.max_tokens
+            if done:
+                remaining -= 1
+            fr = "length" if done else None
+            choice = (
+                chat_chunk_choice(i, {"content": text}, fr) if chat else completion_chunk_choice(i, text, fr)
+            )
+            use = stream_usage(req.num_prompt_tokens, len(out), None) if s.continuous_usage else None
+            if done and not remaining and not s.include_usage:
+                # vLLM 0.32 puts system_fingerprint on the last chunk before [DONE]
+                await send([choice], use, system_fingerprint=self.fingerprint)
+            else:
+                await send([choice], use)
+            sent += 1
+            if drop is not None and sent >= drop:
+                if request.transport is not None:
+                    request.transport.close()
+                raise asyncio.CancelledError
+
+        if len(reqs) == 1:
+            async with contextlib.aclosing(self.engine.generate(reqs[0])) as gen:
                 async for tok in gen:
-                    out.append(tok)
-                    text = self._text(out, len(out) - 1)
-                    done = len(out) >= req.max_tokens
-                    fr = "length" if done else None
-                    choice = (
-                        chat_chunk_choice(i, {"content": text}, fr)
-                        if chat
-                        else completion_chunk_choice(i, text, fr)
-                    )
-                    use = stream_usage(req.num_prompt_tokens, len(out), None) if s.continuous_usage else None
-                    if done and not s.include_usage and i == len(reqs) - 1:
-                        # vLLM 0.32 puts system_fingerprint on the last chunk before [DONE]
-                        await send([choice], use, system_fingerprint=self.fingerprint)
+                    await on_token(0, tok)
+        else:
+            # several engine requests at once (a prompt list, n > 1): chunks interleave as produced
+            queue: asyncio.Queue[tuple[int, int | None]] = asyncio.Queue()
+
+            async def produce(i: int) -> None:
+                try:
+                    async with contextlib.aclosing(self.engine.generate(reqs[i])) as gen:
+                        async for tok in gen:
+                            queue.put_nowait((i, tok))
+                finally:
+                    queue.put_nowait((i, None))
+
+            tasks = [asyncio.create_task(produce(i)) for i in range(len(reqs))]
+            try:
+                live = len(tasks)
+                while live:
+                    i, item = await queue.get()
+                    if item is None:
+                        live -= 1
                     else:
-                        await send([choice], use)
-                    sent += 1
-                    if drop is not None and sent >= drop:
-                        if request.transport is not None:
-                            request.transport.close()
-                        raise asyncio.CancelledError
-            total_prompt += req.num_prompt_tokens
-            total_out += len(out)
-            total_cached += max(req.num_cached_tokens, 0)
+                        await on_token(i, item)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        firsts = reqs[:: s.n]
+        total_prompt = sum(r.num_prompt_tokens for r in firsts)
+        total_out = sum(len(o) for o in outs)
+        total_cached = sum(max(r.num_cached_tokens, 0) for r in firsts)
         if s.include_usage:
             final = stream_usage(total_prompt, total_out, total_cached if details else None)
             await send([], final, system_fingerprint=self.fingerprint)

@@ -138,9 +138,10 @@ def load_tokenizer(model: str, tokenizer: str | None = None) -> Tokenizer:
     return ByteTokenizer()
 
 
-def plan_output(tok: Tokenizer, seed: int, prompt_ids: list[int], n: int) -> list[int]:
-    """The tokens a request will emit: a pure function of (seed, prompt), like greedy decoding."""
-    rng = random.Random(f"{seed}:{len(prompt_ids)}:{','.join(map(str, prompt_ids))}")
+def plan_output(tok: Tokenizer, seed: int, prompt_ids: list[int], n: int, sample_index: int = 0) -> list[int]:
+    """The tokens a request will emit: a pure function of (seed, prompt[, which of n samples])."""
+    key = f"{seed}:{len(prompt_ids)}:{','.join(map(str, prompt_ids))}"
+    rng = random.Random(f"{key}:{sample_index}" if sample_index else key)
     vocab = tok.output_vocab
     k = len(vocab)
     return [vocab[int(rng.random() * k)] for _ in range(n)]

