@@ -9,6 +9,7 @@ Shared by the real-CPU tier (tests/real) and the GPU/RDMA suites (tests/gpu, tes
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -62,13 +63,71 @@ class PDRun:
     keys_after: int
 
 
-def pd_request(cluster: Cluster, prompt: str, max_tokens: int = 8) -> PDRun:
-    assert cluster.proxy_url
+STORE_WAIT_S = 30.0
+
+
+def _store_ops(cluster: Cluster, node: str) -> dict[str, float] | None:
+    """The node's mooncake_store_operation_total by operation, or None when it exports none."""
+    text = cluster.metrics.text(node)
+    if "vllm:mooncake_store_operation_total" not in text:
+        return None
+    from prometheus_client.parser import text_string_to_metric_families
+
+    ops: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "vllm:mooncake_store_operation_total":
+                op = sample.labels.get("operation", "")
+                ops[op] = ops.get(op, 0.0) + float(sample.value)
+    return ops
+
+
+def wait_for_store_saves(cluster: Cluster, node: str, ops_before: dict[str, float] | None, new_keys: int,
+                         keys_before: int) -> None:  # fmt: skip
+    """Wait (deadline STORE_WAIT_S) until `node` has checked its blocks against the store
+    (operation save_exists) and the master holds `new_keys` more keys.
+
+    Why: vLLM V1's MooncakeStoreConnector saves asynchronously (store/worker.py, KV send thread:
+    batch_is_exist, then batch_put_from_multi_buffers), after the prefill's response has gone out.
+    A decode sent right after that response can look up before the puts land and recompute
+    (measured here under load: 15 keys stored, decode external hits 0). The store flow has no
+    completion signal, so a test that checks the connectors waits for the store itself.
+    """
+    if ops_before is None:
+        return
+    deadline = time.monotonic() + STORE_WAIT_S
+    while time.monotonic() < deadline:
+        ops = _store_ops(cluster, node) or {}
+        checked = ops.get("save_exists", 0.0) > ops_before.get("save_exists", 0.0)
+        if checked and len(cluster.master_keys()) >= keys_before + new_keys:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{node}: the store did not get {new_keys} new keys within {STORE_WAIT_S:.0f}s")
+
+
+def pd_request(cluster: Cluster, prompt: str, max_tokens: int = 8, *, via_proxy: bool | None = None) -> PDRun:
+    """The request through the proxy, or, for a store-connector cluster (a mooncake_master), the
+    store flow's two legs driven here: prefill (max_tokens=1), wait for its puts, then decode."""
     model = cluster.nodes[0].model
     before = cluster.metrics.snapshot()
     master_before = cluster.master_metrics() if cluster.master_admin_url else {}
     keys_before = len(cluster.master_keys()) if cluster.master_admin_url else 0
-    out = complete(cluster.proxy_url, model, prompt, max_tokens)
+    if via_proxy is None:
+        via_proxy = not cluster.master_admin_url
+    if via_proxy:
+        assert cluster.proxy_url
+        out = complete(cluster.proxy_url, model, prompt, max_tokens)
+    else:
+        p, d = cluster.prefill[0], cluster.decode[0]
+        ops_before = _store_ops(cluster, p.name)
+        first = complete(p.url, model, prompt, max_tokens=1)
+        n = first["usage"]["prompt_tokens"]
+        fresh = _store_ops(cluster, p.name) is not None and (cluster.name, prompt) not in _seen
+        wait_for_store_saves(
+            cluster, p.name, ops_before, n // (p.block_size or BLOCK) if fresh else 0, keys_before
+        )
+        _seen.add((cluster.name, prompt))
+        out = complete(d.url, model, prompt, max_tokens)
     after = cluster.metrics.delta(before)
     master_after = cluster.master_metrics() if cluster.master_admin_url else {}
     return PDRun(
@@ -79,6 +138,10 @@ def pd_request(cluster: Cluster, prompt: str, max_tokens: int = 8) -> PDRun:
         keys_before=keys_before,
         keys_after=len(cluster.master_keys()) if cluster.master_admin_url else 0,
     )
+
+
+# (cluster, prompt) this process sent before: their blocks are in that cluster's store already
+_seen: set[tuple[str, str]] = set()
 
 
 def counter(run: PDRun, node: str, name: str) -> float:
