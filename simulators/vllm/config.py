@@ -31,6 +31,7 @@ class SimConfig:
     kv_transfer_config: dict[str, Any] | None = None
     tokenizer: str | None = None
     enable_prompt_tokens_details: bool = False
+    api_key: str | None = None  # like vllm serve --api-key: /v1/* then needs "Authorization: Bearer KEY"
     seed: int = 0
     # the fake's own
     sim_metrics: str = "v1"  # v1 | v0 | both
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default=None)
     p.add_argument("--enable-prompt-tokens-details", action="store_true", default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--api-key", default=None)
     p.add_argument("--sim-metrics", choices=["v1", "v0", "both"], default=None)
     for name in (
         "prefill-base-ms",

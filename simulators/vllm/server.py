@@ -93,7 +93,8 @@ class FakeVLLMServer:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 2**20)
+        middlewares = [self._auth] if self.cfg.api_key else []
+        app = web.Application(client_max_size=64 * 2**20, middlewares=middlewares)
         r = app.router
         r.add_post("/v1/completions", self.completions)
         r.add_post("/v1/chat/completions", self.chat_completions)
@@ -110,6 +111,14 @@ class FakeVLLMServer:
             r.add_post("/sim/reset_prefix_cache", self.reset_prefix_cache)
             r.add_get("/sim/state", self.state)
         return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """vLLM's --api-key check: only /v1 paths, Bearer token, 401 {"error": "Unauthorized"}."""
+        guarded = request.method != "OPTIONS" and request.path.startswith("/v1")
+        if guarded and request.headers.get("Authorization") != f"Bearer {self.cfg.api_key}":
+            return _json({"error": "Unauthorized"}, 401)
+        return await handler(request)
 
     async def start(self) -> FakeVLLMServer:
         loop = asyncio.get_running_loop()
@@ -578,11 +587,9 @@ class FakeVLLMServer:
             cache_config_info=self.cfg.cache_config_info(),
             mode=self.cfg.sim_metrics,
         )
+        # prometheus_client's exposition content type, as vLLM's /metrics answers
         return web.Response(
-            text=text,
-            content_type="text/plain",
-            charset="utf-8",
-            headers={"X-Content-Type": "text/plain; version=0.0.4"},
+            body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         )
 
     # -- admin ----------------------------------------------------------------------------------------

@@ -546,3 +546,18 @@ async def test_streaming_several_prompts_and_samples_interleaves_every_choice() 
         assert "system_fingerprint" in chunks[-1] and not any(
             "system_fingerprint" in ch for ch in chunks[:-1]
         )
+
+
+async def test_api_key_guards_v1_paths_like_vllm() -> None:
+    async with serve(api_key="sekrit") as (_, c):
+        r = await c.post("/v1/completions", json={"prompt": "x", "max_tokens": 1})
+        assert r.status_code == 401 and r.json() == {"error": "Unauthorized"}
+        ok = await c.post(
+            "/v1/completions",
+            json={"prompt": "x", "max_tokens": 1},
+            headers={"Authorization": "Bearer sekrit"},
+        )
+        assert ok.status_code == 200
+        assert (await c.get("/health")).status_code == 200  # only /v1 is guarded
+        m = await c.get("/metrics")
+        assert m.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
