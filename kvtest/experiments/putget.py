@@ -1,0 +1,191 @@
+"""Experiment 5: put/get across machines (seed.md, "test get() and put()").
+
+The seed sent one prompt twice, prefilled by producers on two machines, and read "object already exists"
+in the master's log. Here, with a new prompt (its own context number):
+
+1. request A: prefill on producer pA, decode on dA. The producer's MooncakeStoreConnector puts the
+   prompt's KV: the master's key count grows by k > 0.
+2. request B: the same prompt, prefill on producer pB (another machine when the cluster has one),
+   decode on dB, a decode node on a machine other than pB's that never saw the prompt.
+Checks:
+- one copy stored: the master's key count did not grow in request B (first put wins).
+- the dedup where the connector generation puts it: the seed's V0 connector calls put for every block
+  and the master rejects the second with OBJECT_ALREADY_EXISTS (master_put_start_failures_total grows);
+  a V1 store connector asks exist first and skips the put (master exist-key requests grow, no new put).
+- decode on the other machine gets the KV: dB's external prefix-cache hits equal the cacheable prompt
+  (full blocks of prompt - 1 tokens, vLLM's n-1 cap, minus what dB had locally), exact against the model.
+- nodes without one PYTHONHASHSEED share nothing: every node derives its first block's parent hash from
+  it, so the same prompt gets different keys on every node. When the cluster file sets no hash_seed the
+  experiment expects exactly that (two copies, no external hits) and says so in plain words.
+
+If no key reaches the master after request A on a simulator cluster, the fake vLLM has no store
+connector: the experiment is "not available" with that reason, never a PASS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvtest.cluster.render import NodeEndpoint
+from kvtest.experiments.prefix import _latency
+from kvtest.experiments.session import ExperimentSession, hostport
+from kvtest.report.model import Check, ExperimentResult
+from kvtest.workload.dataset import DatasetRequest, make_prompt
+
+NAME = "putget"
+TITLE = "5. Put/get across machines"
+FIRST_INDEX = 400
+NO_HASH_SEED = (
+    "These nodes have no common PYTHONHASHSEED: each one hashes the same prompt to different keys, so "
+    "they share nothing through the store; every producer stores its own copy and decode loads nothing. "
+    "Set hash_seed in the cluster file (PYTHONHASHSEED on every vLLM node) to share KV."
+)
+HASH_SEED_NOTE = (
+    "Every node here runs with PYTHONHASHSEED={seed}. Without one common value the nodes would hash the "
+    "same prompt to different keys and share nothing: two copies in the store and no external hits "
+    "(kvtest expect --no-shared-hash-seed computes that case)."
+)
+
+
+class NotAvailable(Exception):
+    """The cluster cannot run this experiment; the message says why in plain words."""
+
+
+@dataclass
+class Route:
+    producer_a: NodeEndpoint
+    decode_a: NodeEndpoint
+    producer_b: NodeEndpoint
+    decode_b: NodeEndpoint
+
+
+def pick_route(session: ExperimentSession) -> Route:
+    prefill, decode = session.prefill, session.decode
+    if not session.cluster.master_admin_url:
+        raise NotAvailable(f"cluster {session.cluster.name!r} has no mooncake_master")
+    if not session.uses_store:
+        raise NotAvailable("no node uses MooncakeStoreConnector, so nothing goes through the store")
+    if len(prefill) < 2 or len(decode) < 2:
+        raise NotAvailable(
+            f"needs 2 prefill and 2 decode nodes (cluster {session.cluster.name!r} has "
+            f"{len(prefill)} and {len(decode)})"
+        )
+    a = prefill[0]
+    b = next((p for p in prefill[1:] if p.machine != a.machine), prefill[1])
+    da = next((d for d in decode if d.machine == a.machine), decode[0])
+    db = next((d for d in decode if d is not da and d.machine != b.machine), None)
+    db = db or next(d for d in decode if d is not da)
+    return Route(a, da, b, db)
+
+
+def _master_sum(metrics: dict[str, float], part: str) -> float:
+    return sum(v for k, v in metrics.items() if part in k)
+
+
+async def run_putget(session: ExperimentSession) -> ExperimentResult:
+    await session.start()
+    route = pick_route(session)
+    cluster = session.cluster
+    prompt = make_prompt(FIRST_INDEX + session.seed, FIRST_INDEX + session.seed, 20)
+
+    def request(p: NodeEndpoint, d: NodeEndpoint) -> DatasetRequest:
+        return DatasetRequest(session.model_name, 100, prompt, f"prefill={hostport(p)};decode={hostport(d)}")
+
+    keys0 = len(cluster.master_keys())
+    step_a = await session.send([request(route.producer_a, route.decode_a)], run=1)
+    keys1, m1 = len(cluster.master_keys()), cluster.master_metrics()
+    new_a = keys1 - keys0
+    if new_a <= 0 and session.is_fake and all(r.ok for r in step_a.results):
+        raise NotAvailable(
+            f"no key reached the master after {route.producer_a.name} prefilled the prompt: the fake vLLM "
+            "has no store connector yet (simulators/vllm/kv_connector.py offers only NoKVConnector)"
+        )
+    step_b = await session.send([request(route.producer_b, route.decode_b)], run=2)
+    keys2, m2 = len(cluster.master_keys()), cluster.master_metrics()
+    new_b = keys2 - keys1
+
+    rows = session.judge([step_a, step_b], external=True)
+    result = ExperimentResult(
+        name=NAME,
+        title=TITLE,
+        description=(
+            f"One prompt prefilled by {route.producer_a.name} ({route.producer_a.machine}) and then by "
+            f"{route.producer_b.name} ({route.producer_b.machine}); {route.decode_b.name} "
+            f"({route.decode_b.machine}) decodes the second and must load the KV from the store."
+        ),
+        metric=session.metric,
+        nodes=rows,
+        latencies=[_latency(r) for s in (step_a, step_b) for r in s.results],
+        notes=list(session.notes),
+    )
+    if route.producer_a.machine == route.producer_b.machine:
+        result.notes.append(
+            f"Every prefill node of this cluster is on {route.producer_a.machine}, so both producers are "
+            f"there; the KV still crosses machines to {route.decode_b.name} on {route.decode_b.machine}."
+        )
+    shared = session.shared_hash_seed
+    result.checks.append(
+        Check(
+            "first producer stored the prompt",
+            "PASS" if new_a > 0 else "FAIL",
+            f"the master's key count grew by {new_a} after {route.producer_a.name} prefilled",
+        )
+    )
+    if shared:
+        result.checks.append(
+            Check(
+                "one copy stored",
+                "PASS" if new_b == 0 and new_a > 0 else "FAIL",
+                f"{route.producer_b.name} prefilling the same prompt added {new_b} keys (expected 0): "
+                f"{keys2 - keys0} keys for one prompt",
+            )
+        )
+        rejected = _master_sum(m2, "put_start_failures") - _master_sum(m1, "put_start_failures")
+        exists = _master_sum(m2, "exist_key_requests") - _master_sum(m1, "exist_key_requests")
+        puts = _master_sum(m2, "put_start_requests") - _master_sum(m1, "put_start_requests")
+        if session.metric == "v0":
+            result.checks.append(
+                Check(
+                    "master rejected the second put (object_already_exists)",
+                    "PASS" if rejected > 0 else "FAIL",
+                    f"{int(rejected)} put_start rejections during {route.producer_b.name}'s prefill (the "
+                    "seed's V0 connector puts every block; the master refuses a key it holds)",
+                )
+            )
+        else:
+            result.checks.append(
+                Check(
+                    "second producer found the KV and did not put it",
+                    "PASS" if exists > 0 and puts == 0 else "FAIL",
+                    f"{int(exists)} exist-key requests and {int(puts)} put_start requests during "
+                    f"{route.producer_b.name}'s prefill (a V1 store connector checks before it puts)",
+                )
+            )
+        result.notes.append(HASH_SEED_NOTE.format(seed=session.hash_seed))
+    else:
+        result.checks.append(
+            Check(
+                "no sharing without a common PYTHONHASHSEED",
+                "PASS" if new_b == new_a else "FAIL",
+                f"{route.producer_b.name} added {new_b} keys of its own (the first producer added {new_a})",
+            )
+        )
+        result.notes.append(NO_HASH_SEED)
+    db = next(r for r in rows if r.node == route.decode_b.name)
+    ext = int(db.detail["measured"]["external_hits"])  # type: ignore[index]
+    want = db.detail["expected"]["external_hits"] if db.detail.get("expected") else 0  # type: ignore[index]
+    n = len(session.tokenize(prompt)) if session.tokenize else 0
+    cacheable = (max(n - 1, 0) // session.block_size) * session.block_size
+    result.checks.append(
+        Check(
+            f"{route.decode_b.name} loaded the KV from the store",
+            "PASS" if ext == want and (ext > 0) == shared else "FAIL",
+            f"external prefix-cache hits {ext} tokens, expected {want} (prompt {n} tokens, cacheable "
+            f"{cacheable} = full blocks of prompt - 1, less what {route.decode_b.name} held locally)",
+        )
+    )
+    return result
+
+
+def not_available(reason: str) -> str:
+    return f"{TITLE}: not available: {reason}"
