@@ -149,23 +149,31 @@ def load_main(argv: list[str]) -> None:
     print(json.dumps(asyncio.run(_load(url, conc, dur, prompts))))
 
 
-def run_load(port: int, concurrency: int, duration: float, prompts: int) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--load-worker",
-            f"http://127.0.0.1:{port}/v1/completions",
-            str(concurrency),
-            str(duration),
-            str(prompts),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+def run_load(port: int, concurrency: int, duration: float, prompts: int, procs: int = 1) -> dict[str, float]:
+    """`procs` load processes, each with concurrency/procs connections; their results summed."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--load-worker",
+        f"http://127.0.0.1:{port}/v1/completions",
+        str(max(concurrency // procs, 1)),
+        str(duration),
+        str(prompts),
+    ]
+    workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(procs)]
+    results = []
+    for w in workers:
+        out, _ = w.communicate()
+        if w.returncode != 0:
+            raise RuntimeError(f"load worker exited with {w.returncode}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return {
+        "rps": sum(r["rps"] for r in results),
+        "done": sum(r["done"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "p50_ms": max(r["p50_ms"] for r in results),
+        "p99_ms": max(r["p99_ms"] for r in results),
+    }
 
 
 # -- nodes per process --------------------------------------------------------------------------------
@@ -196,10 +204,13 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--prompts", type=int, default=64, help="distinct prompts cycled by the load")
     ap.add_argument("--nodes", type=int, default=TARGET_NODES)
+    ap.add_argument("--load-procs", type=int, default=2, help="load-generator processes")
     ap.add_argument("--skip-real", action="store_true")
     args = ap.parse_args()
     os.chdir(ROOT)
-    print(f"# fake vLLM benchmark ({os.cpu_count()} cores)")
+    load1 = os.getloadavg()[0]
+    print(f"# fake vLLM benchmark ({os.cpu_count()} cores, load average {load1:.2f} at start: figures")
+    print("# below are wall-clock and degrade when other work shares the cores; server_cpu_us is not)")
 
     port = free_port()
     ready, rss, proc = start_and_measure(fake_cmd(port), port, 30)
@@ -207,17 +218,25 @@ def main() -> int:
     print(f"rss_mb           {rss:8.1f}   target <= {TARGET_RSS_MB}  ratio {rss / TARGET_RSS_MB:.2f}")
     try:
         run_load(port, 8, 0.5, args.prompts)  # warm-up
-        res = run_load(port, args.concurrency, args.duration, args.prompts)
+        ps = psutil.Process(proc.pid)
+        cpu0 = sum(ps.cpu_times()[:2])
+        res = run_load(port, args.concurrency, args.duration, args.prompts, args.load_procs)
+        cpu_us = (sum(ps.cpu_times()[:2]) - cpu0) / max(res["done"], 1) * 1e6
         rss_after = tree_rss_mb(proc.pid)
     finally:
         stop(proc)
     print(
         f"completions_s    {res['rps']:8.0f}   target >= {TARGET_RPS:.0f}  "
         f"ratio {res['rps'] / TARGET_RPS:.2f}  "
-        f"(concurrency {args.concurrency}, {res['done']:.0f} ok, {res['errors']:.0f} errors, "
+        f"(concurrency {args.concurrency} from {args.load_procs} load processes, "
+        f"{res['done']:.0f} ok, {res['errors']:.0f} errors, "
         f"p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms, rss after {rss_after:.1f} MB)"
     )
 
+    print(
+        f"server_cpu_us    {cpu_us:8.0f}   per completion (server process user+sys), i.e. "
+        f"{1e6 / cpu_us:.0f} completions/s per fully available core"
+    )
     started, nrss, ok = asyncio.run(_nodes(args.nodes))
     print(
         f"nodes_in_process {args.nodes:8d}   target >= {TARGET_NODES}  started in {started:.3f} s, "
@@ -262,6 +281,7 @@ def main() -> int:
             )
         except (RuntimeError, TimeoutError) as e:
             print(f"real_vllm        failed to start ({e}); log {log}")
+    print(f"# load average at end {os.getloadavg()[0]:.2f}")
     return 0
 
 

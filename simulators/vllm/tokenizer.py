@@ -11,8 +11,10 @@ reversible, fast, and 256 characters make a 256-token prompt.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+from array import array
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -140,8 +142,8 @@ def load_tokenizer(model: str, tokenizer: str | None = None) -> Tokenizer:
 
 def plan_output(tok: Tokenizer, seed: int, prompt_ids: list[int], n: int, sample_index: int = 0) -> list[int]:
     """The tokens a request will emit: a pure function of (seed, prompt[, which of n samples])."""
-    key = f"{seed}:{len(prompt_ids)}:{','.join(map(str, prompt_ids))}"
-    rng = random.Random(f"{key}:{sample_index}" if sample_index else key)
-    vocab = tok.output_vocab
-    k = len(vocab)
-    return [vocab[int(rng.random() * k)] for _ in range(n)]
+    h = hashlib.blake2b(
+        array("q", prompt_ids).tobytes(), digest_size=16, key=f"{seed}:{sample_index}".encode()
+    )
+    rng = random.Random(int.from_bytes(h.digest(), "little"))
+    return rng.choices(tok.output_vocab, k=n)
