@@ -39,12 +39,14 @@ def real_store_available() -> tuple[bool, str]:
 
 def store_class(impl: Impl) -> Any:
     if impl == "real":
-        from mooncake.store import MooncakeDistributedStore
-    elif impl == "mock":
-        from simulators.mooncake import MooncakeDistributedStore
-    else:
-        raise ValueError(f"impl must be 'mock' or 'real', not {impl!r}")
-    return MooncakeDistributedStore
+        from mooncake.store import MooncakeDistributedStore as RealStore
+
+        return RealStore
+    if impl == "mock":
+        from simulators.mooncake.client import MooncakeDistributedStore as MockStore
+
+        return MockStore
+    raise ValueError(f"impl must be 'mock' or 'real', not {impl!r}")
 
 
 def open_store(impl: Impl = "mock", config: MooncakeConfig | None = None, **keys: Any) -> Any:
