@@ -23,7 +23,9 @@ from kvtest.experiments.session import ExperimentSession, Step, hostport
 from kvtest.report.model import Check, ExperimentResult, NodeRow
 from kvtest.workload.dataset import DatasetRequest, DatasetSpec, Strategy, build
 
-CLAIM_SLACK = 0.05  # "about 50%": the seed read hit rates off screenshots; n-1 cap and block rounding
+# "About 50%": the seed read rates off screenshots, and V1 counts tokens with the n-1 cap, so every
+# prompt loses up to one block (block 32 on the 470-token prompt: 50% -> 47.4%, 90% -> 85.2%).
+CLAIM_SLACK = 0.1
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,9 @@ def claim_checks(
                     "FAIL" if busy else "PASS",
                     f"{', '.join(busy)} received requests"
                     if busy
-                    else f"{len(prefill_rows) - 1} other prefill nodes received no requests at all",
+                    else f"{len(prefill_rows) - 1} other prefill nodes received no requests at all"
+                    if len(prefill_rows) > 1
+                    else "this cluster has no other prefill node",
                 )
             )
     elif exp.claim == "half_each":
