@@ -136,6 +136,11 @@ async def run_prefix(exp: PrefixExperiment, session: ExperimentSession) -> Exper
         notes=list(session.notes),
     )
     claim_checks(exp, session, steps, result)
+    if session.metric == "v0":
+        result.notes.append(
+            "V0 nodes export only vllm:gpu_prefix_cache_hit_rate, a block hit rate since the node started "
+            "(vLLM 0.9.2 CacheMetricData): it includes earlier experiments, and so does the expectation."
+        )
     result.notes.append(
         "External (KV connector) counters are not judged here: experiment 5 judges them."
         if session.uses_store
