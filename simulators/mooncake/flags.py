@@ -8,8 +8,10 @@ the mock reports them and carries on, so a cluster file written for a newer mast
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 @dataclasses.dataclass
@@ -101,7 +103,20 @@ def parse_flags(argv: Sequence[str]) -> tuple[MasterConfig, list[str]]:
             value = args[i]
             i += 1
         setattr(cfg, name, _convert(field.type, name, value))
+    if cfg.config_path:
+        _apply_config_file(cfg, args)
     return cfg, unknown
+
+
+def _apply_config_file(cfg: MasterConfig, argv: Sequence[str]) -> None:
+    """--config_path: a JSON object of flag names; flags given on the command line win."""
+    given = {a.lstrip("-").partition("=")[0] for a in argv if a.startswith("-")}
+    data = json.loads(Path(cfg.config_path).read_text())
+    fields = {f.name: f for f in dataclasses.fields(MasterConfig)}
+    for name, value in data.items():
+        if name in fields and name not in given:
+            setattr(cfg, name, _convert(fields[name].type, name, str(value).lower() if isinstance(value, bool)
+                                        else str(value)))  # fmt: skip
 
 
 def _convert(typ: object, name: str, value: str) -> object:

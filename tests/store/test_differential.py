@@ -109,6 +109,7 @@ def test_value_bigger_than_local_buffer(cluster: StoreCluster) -> None:
     assert big.put("big", b"b" * (BUF + 1)) == 0
     assert big.get("big") == b"b" * (BUF + 1)
     assert small.get_size("big") == BUF + 1
+    assert small.get("big") == b"" and small.get_batch(["big"]) == [b""]  # cannot stage it locally
 
 
 def test_get_into_and_multi_buffers(cluster: StoreCluster) -> None:

@@ -58,6 +58,13 @@ def test_gflags_forms() -> None:
     assert cfg.enable_http_metadata_server is False
 
 
+def test_config_path_json_and_command_line_wins(tmp_path: Path) -> None:
+    conf = tmp_path / "master.json"
+    conf.write_text('{"rpc_port": 7, "client_ttl": 4, "enable_http_metadata_server": true, "unknown": 1}')
+    cfg, unknown = parse_flags([f"--config_path={conf}", "--client_ttl=9"])
+    assert (cfg.rpc_port, cfg.client_ttl, cfg.enable_http_metadata_server, unknown) == (7, 9, True, [])
+
+
 def test_bad_flag_value_exits() -> None:
     with pytest.raises(SystemExit):
         parse_flags(["--rpc_port=abc"])
