@@ -20,21 +20,21 @@ N_CLIENTS = 3
 TRACE_LEN = 1000
 
 OPS = ["put", "get", "is_exist", "get_size", "remove", "upsert", "put_batch", "get_batch", "batch_is_exist",
-       "remove_all"]  # fmt: skip
+       "remove_all", "batch_remove", "upsert_batch"]  # fmt: skip
 
 
 def decode(x: int) -> tuple[Any, ...]:
     """One drawn integer -> one operation. A trace is a list of integers, not of nested tuples, so that
     1,000 operations stay within what hypothesis can generate and still shrink (toward `put` on t0)."""
-    name, c = OPS[x % len(OPS)], (x // 10) % N_CLIENTS
-    k, n = KEYS[(x // 30) % len(KEYS)], (x // 300) % 64 + 1
+    name, c = OPS[x % len(OPS)], (x // 12) % N_CLIENTS
+    k, n = KEYS[(x // 36) % len(KEYS)], (x // 360) % 64 + 1
     if name in ("put", "upsert"):
         return (name, c, k, n)
     if name == "remove":
         return (name, c, k, bool(n % 2))
-    if name in ("put_batch", "get_batch", "batch_is_exist"):
-        start = (x // 30) % len(KEYS)
-        return (name, c, [KEYS[(start + 3 * i) % len(KEYS)] for i in range(n % 4 + 1)])
+    if name in ("put_batch", "get_batch", "batch_is_exist", "batch_remove", "upsert_batch"):
+        start = (x // 36) % len(KEYS)
+        return (name, c, [KEYS[(start + 3 * i) % len(KEYS)] for i in range(n % 4 + 1)], bool(n % 2))
     if name == "remove_all":
         return (name, c)
     return (name, c, k)
@@ -46,8 +46,10 @@ def apply(clients: list[Any], step: int, o: tuple[Any, ...]) -> Any:
         return getattr(c, name)(o[2], f"{o[2]}@{step}:".encode() * o[3])
     if name == "remove":
         return c.remove(o[2], o[3])
-    if name == "put_batch":
-        return c.put_batch(o[2], [f"{k}@{step}".encode() for k in o[2]])
+    if name in ("put_batch", "upsert_batch"):
+        return getattr(c, name)(o[2], [f"{k}@{step}".encode() for k in o[2]])
+    if name == "batch_remove":
+        return c.batch_remove(o[2], o[3])
     if name in ("get_batch", "batch_is_exist"):
         return getattr(c, name)(o[2])
     if name == "remove_all":
