@@ -4,9 +4,11 @@ For each impl: a master process, a storage process that only mounts a segment (2
 reader process that mount none (global_segment_size=0), so every put and every get crosses processes:
 writer -> storage -> reader, over loopback TCP (the real one: its transfer engine's TCP transport).
 Figures: is_exist ops/s (one client, sequential), put and get MB/s for 1 MiB and 16 MiB values, and the
-master's RSS at the end. Targets: mock >= 5,000 is_exist/s, mock >= 0.3x the real put/get MB/s.
+master's RSS at the end, as the median of --rounds rounds that alternate mock and real (the machine is
+shared: interleaving spreads a noisy neighbour over both). Targets: mock >= 5,000 is_exist/s, mock >= 0.3x
+the real put/get MB/s.
 
-Usage: .venv/bin/python bench/bench_store.py [--seconds S]
+Usage: .venv/bin/python bench/bench_store.py [--seconds S] [--rounds N]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -33,7 +36,7 @@ TARGET_RATIO = 0.3
 
 # -- worker processes ---------------------------------------------------------------------------------
 def worker(argv: list[str]) -> int:
-    role, impl, addr, seconds = argv[0], argv[1], argv[2], float(argv[3])
+    role, impl, addr, seconds, rep = argv[0], argv[1], argv[2], float(argv[3]), argv[4]
     from kvtest.store import store_class
 
     store = store_class(impl)()  # type: ignore[arg-type]
@@ -48,7 +51,7 @@ def worker(argv: list[str]) -> int:
         sys.stdin.read()  # serve the segment until the parent closes our stdin
         os._exit(0)  # skip close(): it holds the GIL ~2 s in the real client
     for name, (size, count) in SIZES.items():
-        keys = [f"{name}-{i}" for i in range(count)]
+        keys = [f"{rep}-{name}-{i}" for i in range(count)]
         if role == "writer":
             value = os.urandom(size)
             t0 = time.perf_counter()
@@ -64,44 +67,54 @@ def worker(argv: list[str]) -> int:
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             for _ in range(200):
-                store.is_exist("1MiB-0")
+                store.is_exist(f"{rep}-1MiB-0")
             n += 200
         out["is_exist_ops"] = n / (time.perf_counter() - t0)
+        store.remove_all(True)  # room for the next round
     print(json.dumps(out), flush=True)
     sys.stdout.flush()
     os._exit(0)
 
 
-def spawn(role: str, impl: str, addr: str, seconds: float, log: Path) -> subprocess.Popen[str]:
+def spawn(role: str, impl: str, addr: str, seconds: float, log: Path, rep: int = 0) -> subprocess.Popen[str]:
     env = os.environ | {"MC_TCP_BIND_ADDRESS": "127.0.0.1", "MC_STORE_CLIENT_SETUP_RETRIES": "1"}
     return subprocess.Popen(
-        [sys.executable, __file__, "--worker", role, impl, addr, str(seconds)],
+        [sys.executable, __file__, "--worker", role, impl, addr, str(seconds), str(rep)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("ab"), text=True, env=env, cwd=ROOT,
     )  # fmt: skip
 
 
-def run_impl(impl: str, seconds: float, run_dir: Path) -> dict[str, float]:
-    with MooncakeMaster(impl, {}, log_dir=run_dir) as master:  # type: ignore[arg-type]
-        storage = spawn("storage", impl, master.rpc_addr, seconds, run_dir / f"storage-{impl}.log")
-        try:
-            assert storage.stdout is not None
-            ready = json.loads(storage.stdout.readline() or '{"error": "storage died"}')
-            if "error" in ready:
-                raise RuntimeError(f"{impl} storage: {ready}")
-            res: dict[str, float] = {}
-            for role in ("writer", "reader"):
-                p = spawn(role, impl, master.rpc_addr, seconds, run_dir / f"{role}-{impl}.log")
-                stdout, _ = p.communicate(timeout=300)
-                line = stdout.strip().splitlines()[-1] if stdout.strip() else '{"error": "no output"}'
-                got = json.loads(line)
-                if "error" in got:
-                    raise RuntimeError(f"{impl} {role}: {got}")
-                res |= got
-            res["master_rss_MB"] = master.rss_bytes() / MB
-            return res
-        finally:
-            storage.kill()
-            storage.wait()
+class Side:
+    """One impl's master and storage process, kept up across rounds."""
+
+    def __init__(self, impl: str, seconds: float, run_dir: Path) -> None:
+        self.impl, self.seconds, self.run_dir = impl, seconds, run_dir
+        self.master = MooncakeMaster(impl, {}, log_dir=run_dir).start()  # type: ignore[arg-type]
+        self.storage = spawn("storage", impl, self.master.rpc_addr, seconds, run_dir / f"storage-{impl}.log")
+        assert self.storage.stdout is not None
+        ready = json.loads(self.storage.stdout.readline() or '{"error": "storage died"}')
+        if "error" in ready:
+            self.close()
+            raise RuntimeError(f"{impl} storage: {ready}")
+
+    def round(self, rep: int) -> dict[str, float]:
+        res: dict[str, float] = {}
+        for role in ("writer", "reader"):
+            log = self.run_dir / f"{role}-{self.impl}.log"
+            p = spawn(role, self.impl, self.master.rpc_addr, self.seconds, log, rep)
+            stdout, _ = p.communicate(timeout=300)
+            line = stdout.strip().splitlines()[-1] if stdout.strip() else '{"error": "no output"}'
+            got = json.loads(line)
+            if "error" in got:
+                raise RuntimeError(f"{self.impl} {role}: {got}")
+            res |= got
+        res["master_rss_MB"] = self.master.rss_bytes() / MB
+        return res
+
+    def close(self) -> None:
+        self.storage.kill()
+        self.storage.wait()
+        self.master.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,15 +123,27 @@ def main(argv: list[str] | None = None) -> int:
         return worker(args[1:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="is_exist loop length")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved mock/real rounds (median reported)")
     opts = ap.parse_args(args)
     run_dir = Path(os.environ.get("KVTEST_RUN_DIR", "/tmp")) / f"bench-store-{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    results = {"mock": run_impl("mock", opts.seconds, run_dir)}
+    impls = ["mock"]
     ok, reason = real_store_available()
     if ok and mooncake_master_binary():
-        results["real"] = run_impl("real", opts.seconds, run_dir)
+        impls.append("real")
     else:
         print(f"real store not available ({reason}): mock figures only, no ratios")
+    sides = {impl: Side(impl, opts.seconds, run_dir) for impl in impls}
+    rounds: dict[str, list[dict[str, float]]] = {impl: [] for impl in impls}
+    try:
+        for rep in range(opts.rounds):  # interleaved, so a noisy neighbour hits both sides alike
+            for impl in impls:
+                rounds[impl].append(sides[impl].round(rep))
+    finally:
+        for side in sides.values():
+            side.close()
+    results = {impl: {n: statistics.median(r[n] for r in rs) for n in rs[0]} for impl, rs in rounds.items()}
+    print(f"median of {opts.rounds} interleaved rounds")
     names = list(results["mock"])
     print(
         f"{'metric':<22}"
