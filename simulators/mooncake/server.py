@@ -214,7 +214,7 @@ class MockMooncakeMaster:
     async def _metadata(self, request: web.Request) -> web.Response:
         key = request.query.get("key")
         if key is None:
-            return web.Response(status=400, text="missing key")
+            return web.Response(status=400, text="Missing key parameter")
         if request.method == "GET":
             if key not in self.metadata:
                 return web.Response(status=404, text="metadata not found")

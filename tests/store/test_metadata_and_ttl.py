@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kvtest.gating import skip_unless
@@ -54,3 +55,24 @@ def test_killed_client_objects_vanish_after_client_ttl(cluster: StoreCluster) ->
     assert b.get(keys[0]) == b""
     assert metrics(m)["master_key_count"] == 0
     assert b.put("after", b"x") == 0 and b.get("after") == b"x"  # the survivor keeps working
+
+
+def test_http_metadata_server_semantics(cluster: StoreCluster) -> None:
+    url = cluster.master(enable_http_metadata_server=True).metadata_url
+    seen = []
+    for method, key, body in [("GET", "a", None), ("PUT", "a", b'{"x":1}'), ("GET", "a", None),
+                              ("PUT", "a", b'{"x":2}'), ("GET", "a", None), ("DELETE", "a", None),
+                              ("GET", "a", None), ("DELETE", "a", None), ("GET", None, None)]:  # fmt: skip
+        r = httpx.request(method, url, params={"key": key} if key else None, content=body)
+        seen.append((method, r.status_code, r.text))
+    assert seen == [
+        ("GET", 404, "metadata not found"),
+        ("PUT", 200, "metadata updated"),
+        ("GET", 200, '{"x":1}'),
+        ("PUT", 200, "metadata updated"),
+        ("GET", 200, '{"x":2}'),
+        ("DELETE", 200, "metadata deleted"),
+        ("GET", 404, "metadata not found"),
+        ("DELETE", 404, "metadata not found"),
+        ("GET", 400, "Missing key parameter"),
+    ]
