@@ -96,9 +96,14 @@ def report(run_dir: Path, meta: dict[str, object], outcome: Outcome) -> int:
 def _run(args: argparse.Namespace, names: Sequence[str], title: str) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     spec: ClusterSpec | None = None
+    spec_of_state: ClusterSpec | None = None
     if args.cluster_state:
         cluster = Cluster.from_state(args.cluster_state)
         name = cluster.name
+        # `kvtest cluster up` saved the spec beside its state: tolerances and hash_seed come from it
+        saved = cluster.run_dir / "cluster.json"
+        if saved.is_file():
+            spec_of_state = ClusterSpec.model_validate_json(saved.read_text())
     else:
         try:
             spec = load_cluster(resolve_cluster(args.cluster))
@@ -112,10 +117,14 @@ def _run(args: argparse.Namespace, names: Sequence[str], title: str) -> int:
         "cluster": str(args.cluster_state or resolve_cluster(args.cluster)),
         "started_at": stamp,
         "seed": args.seed,
+        "requests": "requests/<experiment>-run<k>.jsonl: each dataset sent (kvtest expect --datapath), "
+        "with .results.jsonl beside it",
     }
 
     async def go(cluster: Cluster) -> Outcome:
-        return await run_experiments(session_for(cluster, spec, args.seed), names)
+        session = session_for(cluster, spec or spec_of_state, args.seed)
+        session.record_dir = run_dir / "requests"
+        return await run_experiments(session, names)
 
     try:
         if spec is None:

@@ -124,7 +124,7 @@ def datasets(exp: PrefixExperiment, session: ExperimentSession) -> list[list[Dat
 async def run_prefix(exp: PrefixExperiment, session: ExperimentSession) -> ExperimentResult:
     steps: list[Step] = []
     for run, requests in enumerate(datasets(exp, session), 1):
-        steps.append(await session.send(requests, run=run))
+        steps.append(await session.send(requests, run=run, label=f"{exp.name}-run{run}"))
     rows = session.judge(steps)
     result = ExperimentResult(
         name=exp.name,

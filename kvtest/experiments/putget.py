@@ -92,7 +92,7 @@ async def run_putget(session: ExperimentSession) -> ExperimentResult:
         return DatasetRequest(session.model_name, 100, prompt, f"prefill={hostport(p)};decode={hostport(d)}")
 
     keys0 = len(cluster.master_keys())
-    step_a = await session.send([request(route.producer_a, route.decode_a)], run=1)
+    step_a = await session.send([request(route.producer_a, route.decode_a)], run=1, label=f"{NAME}-a")
     keys1, m1 = len(cluster.master_keys()), cluster.master_metrics()
     new_a = keys1 - keys0
     if new_a <= 0 and session.is_fake and all(r.ok for r in step_a.results):
@@ -100,7 +100,7 @@ async def run_putget(session: ExperimentSession) -> ExperimentResult:
             f"no key reached the master after {route.producer_a.name} prefilled the prompt: the fake vLLM "
             "has no store connector yet (simulators/vllm/kv_connector.py offers only NoKVConnector)"
         )
-    step_b = await session.send([request(route.producer_b, route.decode_b)], run=2)
+    step_b = await session.send([request(route.producer_b, route.decode_b)], run=2, label=f"{NAME}-b")
     keys2, m2 = len(cluster.master_keys()), cluster.master_metrics()
     new_b = keys2 - keys1
 

@@ -34,8 +34,9 @@ from kvtest.expect import ClusterModel, NodeExpectation, Tokenize, load_tokenize
 from kvtest.metrics.scrape import NodeDelta, Snapshot, delta, scrape_all
 from kvtest.report.model import NodeRow
 from kvtest.report.verdict import judge
+from kvtest.workload import dataset
 from kvtest.workload.dataset import DatasetRequest
-from kvtest.workload.send import RequestResult, send_all
+from kvtest.workload.send import RequestResult, send_all, write_results
 
 DEFAULT_BLOCK_SIZE = 16  # vLLM's default --block-size
 
@@ -88,6 +89,9 @@ class ExperimentSession:
     metric: Literal["v1", "v0"] = "v1"
     model: ClusterModel | None = None
     notes: list[str] = field(default_factory=list)
+    # when set, each send writes <label>.jsonl (the dataset, `kvtest expect --datapath`) and
+    # <label>.results.jsonl (`kvtest send --out` format) here
+    record_dir: Path | None = None
     _started: bool = False
 
     @classmethod
@@ -169,7 +173,7 @@ class ExperimentSession:
         by_url = await scrape_all([n.url for n in self.cluster.nodes])
         return {n.name: by_url[n.url] for n in self.cluster.nodes}
 
-    async def send(self, requests: Sequence[DatasetRequest], *, run: int = 1) -> Step:
+    async def send(self, requests: Sequence[DatasetRequest], *, run: int = 1, label: str = "") -> Step:
         """Send through the proxy one at a time in dataset order (what kvtest.expect models)."""
         await self.start()
         assert self.model is not None
@@ -178,6 +182,9 @@ class ExperimentSession:
         before_model = self.model.counters()
         before = await self._scrape()
         results = await send_all(self.cluster.proxy_url, list(requests), concurrency=1, run=run)
+        if self.record_dir is not None and label:
+            dataset.write(self.record_dir / f"{label}.jsonl", requests)
+            write_results(self.record_dir / f"{label}.results.jsonl", results)
         after = await self._scrape()
         for req, res in zip(requests, results, strict=True):
             # A failed request still reached the prefill node or not: unknowable here; the report

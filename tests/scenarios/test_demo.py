@@ -23,6 +23,9 @@ def test_demo_runs_the_seed_experiments_and_writes_the_report(
     assert rc == 0, out
     for name in ("report.md", "hit_rate.png", "latency.png", "junit.xml", "summary.json", "run.json"):
         assert (run / name).is_file(), name
+    # every dataset sent is kept, in the seed's format, with its results
+    assert (run / "requests" / "designate-run2.jsonl").read_text().count("\n") == 20
+    assert (run / "requests" / "designate-run2.results.jsonl").is_file()
     summary = json.loads((run / "summary.json").read_text())
     by_name = {e["name"]: e for e in summary["experiments"]}
     assert list(by_name)[:4] == ["1_designate", "2_rr", "3_random", "4_same_prefix"]

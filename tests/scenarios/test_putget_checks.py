@@ -58,7 +58,7 @@ class StubSession(ExperimentSession):
         self.external_hits = external_hits
         self._started = True
 
-    async def send(self, requests: Sequence[DatasetRequest], *, run: int = 1) -> Step:
+    async def send(self, requests: Sequence[DatasetRequest], *, run: int = 1, label: str = "") -> Step:
         req = requests[0]
         p, d = self.by_hostport(req.prefill or "").name, self.by_hostport(req.decode or "").name
         want_ext = CACHEABLE if (run == 2 and self.shared_hash_seed) else 0
