@@ -53,6 +53,15 @@ _RPCS = {
 }
 
 
+@web.middleware
+async def _plain_not_found(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The real admin server answers any other path or method with a bare `404 Not Found`."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        return web.Response(status=404, text="404 Not Found")
+
+
 class MockMooncakeMaster:
     def __init__(self, cfg: MasterConfig, logger: logging.Logger | None = None) -> None:
         self.cfg = cfg
@@ -78,7 +87,7 @@ class MockMooncakeMaster:
         self._rpc_server = await asyncio.start_server(
             self._serve_conn, self.cfg.rpc_address or "0.0.0.0", self.cfg.rpc_port
         )
-        admin = web.Application()
+        admin = web.Application(middlewares=[_plain_not_found])
         admin.router.add_get("/metrics", self._metrics)
         admin.router.add_get("/health", self._health)
         admin.router.add_get("/query_key", self._query_key)

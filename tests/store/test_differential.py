@@ -232,3 +232,15 @@ def test_upsert_same_size_keeps_lease(cluster: StoreCluster) -> None:
     assert a.remove("same") == -706
     a.put("fresh", b"z")
     assert a.remove_all() == 1  # "fresh": both upserted keys were just read by get() and are leased
+
+
+def test_admin_edge_cases(cluster: StoreCluster) -> None:
+    m = cluster.master()
+    missing = {"success": False, "error_code": -704, "error_message": "OBJECT_NOT_FOUND"}
+    for path in ("query_key", "query_key?key="):
+        r = httpx.get(m.url_for(path))
+        assert (r.status_code, r.json()) == (404, missing)
+    assert httpx.get(m.url_for("get_all_keys")).text == ""
+    assert httpx.get(m.url_for("get_all_segments")).text == ""
+    r = httpx.post(m.url_for("health"))
+    assert (r.status_code, r.text) == (404, "404 Not Found")
