@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from kvtest.cluster.render import NodeEndpoint
 from kvtest.experiments.prefix import _latency
 from kvtest.experiments.session import ExperimentSession, hostport
-from kvtest.report.model import Check, ExperimentResult
+from kvtest.report.model import Check, ExperimentResult, NodeRow
 from kvtest.workload.dataset import DatasetRequest, make_prompt
 
 NAME = "putget"
@@ -171,21 +171,40 @@ async def run_putget(session: ExperimentSession) -> ExperimentResult:
             )
         )
         result.notes.append(NO_HASH_SEED)
-    db = next(r for r in rows if r.node == route.decode_b.name)
-    ext = int(db.detail["measured"]["external_hits"])  # type: ignore[index]
-    want = db.detail["expected"]["external_hits"] if db.detail.get("expected") else 0  # type: ignore[index]
-    n = len(session.tokenize(prompt)) if session.tokenize else 0
-    cacheable = (max(n - 1, 0) // session.block_size) * session.block_size
-    result.checks.append(
-        Check(
-            f"{route.decode_b.name} loaded the KV from the store",
-            "PASS" if ext == want and (ext > 0) == shared else "FAIL",
-            f"external prefix-cache hits {ext} tokens, expected {want} (prompt {n} tokens, cacheable "
-            f"{cacheable} = full blocks of prompt - 1, less what {route.decode_b.name} held locally)",
-        )
-    )
+    result.checks.append(_decode_check(session, route, rows, prompt, m1, m2))
     return result
 
 
-def not_available(reason: str) -> str:
-    return f"{TITLE}: not available: {reason}"
+def _decode_check(
+    session: ExperimentSession,
+    route: Route,
+    rows: list[NodeRow],
+    prompt: str,
+    m1: dict[str, float],
+    m2: dict[str, float],
+) -> Check:
+    """Did decode on the other machine get the KV? V1 counts it (external prefix-cache hits); V0 has no
+    such metric, so the master's get_replica_list answers for the seed's V0 connector's get()."""
+    name, shared = route.decode_b.name, session.shared_hash_seed
+    if session.metric == "v0":
+        gets = _master_sum(m2, "get_replica_list_requests") - _master_sum(m1, "get_replica_list_requests")
+        misses = _master_sum(m2, "get_replica_list_failures") - _master_sum(m1, "get_replica_list_failures")
+        found = gets - misses
+        return Check(
+            f"{name} fetched the KV from the store",
+            "PASS" if (found > 0 and misses == 0) == shared and (shared or found == 0) else "FAIL",
+            f"{int(gets)} lookups at the master during request B, {int(misses)} found nothing (V0 nodes "
+            "export no external-hit counter; the master's get_replica_list counts the connector's get)",
+        )
+    row = next(r for r in rows if r.node == name)
+    ext = int(row.detail["measured"]["external_hits"])
+    expected = row.detail.get("expected") or {}
+    want = int(expected.get("external_hits", 0))
+    n = len(session.tokenize(prompt)) if session.tokenize else 0
+    cacheable = (max(n - 1, 0) // session.block_size) * session.block_size
+    return Check(
+        f"{name} loaded the KV from the store",
+        "PASS" if ext == want and (ext > 0) == shared else "FAIL",
+        f"external prefix-cache hits {ext} tokens, expected {want} (prompt {n} tokens, cacheable "
+        f"{cacheable} = full blocks of prompt - 1, less what {name} held locally)",
+    )

@@ -113,12 +113,19 @@ async def test_each_failure_is_named(
 
 
 async def test_v0_dedup_is_the_masters_already_exists_rejection() -> None:
-    metrics = [{"master_put_start_failures_total": 0.0}] * 2 + [{"master_put_start_failures_total": 29.0}]
-    session = StubSession(StubCluster([0, 29, 29], metrics), external_hits=CACHEABLE)
-    session.metric = "v0"
+    def m(rejected: float, lookups: float) -> dict[str, float]:
+        return {
+            "master_put_start_failures_total": rejected,
+            "master_get_replica_list_requests_total": lookups,
+        }
+
+    session = StubSession(StubCluster([0, 29, 29], [m(0, 0), m(0, 1), m(29, 2)]), external_hits=0)
+    session.metric = "v0"  # no external-hit counter: the master's lookups show decode's get
     res = await run_putget(session)
     check = next(c for c in res.checks if "object_already_exists" in c.name)
     assert check.verdict == "PASS" and check.detail.startswith("29 put_start rejections")
+    fetched = next(c for c in res.checks if c.name == "d1 fetched the KV from the store")
+    assert fetched.verdict == "PASS" and fetched.detail.startswith("1 lookups")
 
 
 async def test_without_a_common_hash_seed_nothing_is_shared_and_it_says_so() -> None:
