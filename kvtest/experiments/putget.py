@@ -26,6 +26,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from kvtest.cluster.render import NodeEndpoint
 from kvtest.experiments.prefix import _latency
 from kvtest.experiments.session import ExperimentSession, hostport
@@ -78,6 +81,24 @@ def pick_route(session: ExperimentSession) -> Route:
     return Route(a, da, b, db)
 
 
+async def store_operations(node: NodeEndpoint) -> dict[str, float]:
+    """vllm:mooncake_store_operation_total per operation label (a real V1 MooncakeStoreConnector exports
+    it: lookup_exists, load_get, save_exists ...); {} when the node does not export it."""
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            text = (await client.get(node.metrics_url)).text
+        families = list(text_string_to_metric_families(text))
+    except (httpx.HTTPError, ValueError):
+        return {}
+    out: dict[str, float] = {}
+    for family in families:
+        for sample in family.samples:
+            if sample.name == "vllm:mooncake_store_operation_total":
+                op = sample.labels.get("operation", "")
+                out[op] = out.get(op, 0.0) + float(sample.value)
+    return out
+
+
 def _master_sum(metrics: dict[str, float], part: str) -> float:
     return sum(v for k, v in metrics.items() if part in k)
 
@@ -100,7 +121,9 @@ async def run_putget(session: ExperimentSession) -> ExperimentResult:
             f"no key reached the master after {route.producer_a.name} prefilled the prompt: the fake vLLM "
             "has no store connector yet (simulators/vllm/kv_connector.py offers only NoKVConnector)"
         )
+    ops1 = await store_operations(route.producer_b)
     step_b = await session.send([request(route.producer_b, route.decode_b)], run=2, label=f"{NAME}-b")
+    ops2 = await store_operations(route.producer_b)
     keys2, m2 = len(cluster.master_keys()), cluster.master_metrics()
     new_b = keys2 - keys1
 
@@ -153,11 +176,20 @@ async def run_putget(session: ExperimentSession) -> ExperimentResult:
                 )
             )
         else:
+            # The producer's own vllm:mooncake_store_operation_total{operation="save_exists"} says it
+            # checked; without it, the master's exist-key requests (decode's lookups count there too).
+            saved_exists = ops2.get("save_exists", 0.0) - ops1.get("save_exists", 0.0)
+            asked = saved_exists if "save_exists" in ops2 else exists
+            where = (
+                f"{route.producer_b.name}'s save_exists operations"
+                if "save_exists" in ops2
+                else "exist-key requests at the master"
+            )
             result.checks.append(
                 Check(
                     "second producer found the KV and did not put it",
-                    "PASS" if exists > 0 and puts == 0 else "FAIL",
-                    f"{int(exists)} exist-key requests and {int(puts)} put_start requests during "
+                    "PASS" if asked > 0 and puts == 0 else "FAIL",
+                    f"{int(asked)} {where} and {int(puts)} put_start requests during "
                     f"{route.producer_b.name}'s prefill (a V1 store connector checks before it puts)",
                 )
             )

@@ -140,3 +140,19 @@ async def test_a_fake_cluster_whose_producers_store_nothing_is_not_available() -
     session = StubSession(StubCluster([0, 0, 0], _v1_metrics(0, 0)), external_hits=0)
     with pytest.raises(NotAvailable, match="no store connector"):
         await run_putget(session)
+
+
+async def test_the_producers_own_save_exists_count_is_the_evidence_when_exported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = iter([{"save_exists": 3.0}, {"save_exists": 4.0}])
+
+    async def ops(node: NodeEndpoint) -> dict[str, float]:
+        assert node.name == "p1"  # the second producer is the one asked
+        return next(calls)
+
+    monkeypatch.setattr("kvtest.experiments.putget.store_operations", ops)
+    # the master saw no exist-key request at all: only the node's own counter can pass this
+    res = await run_putget(StubSession(StubCluster([0, 29, 29], _v1_metrics(0, 0)), external_hits=CACHEABLE))
+    check = next(c for c in res.checks if c.name == DEDUP)
+    assert check.verdict == "PASS" and check.detail.startswith("1 p1's save_exists operations")
