@@ -7,8 +7,10 @@
 
 Both start the cluster (or attach to a running one), print each experiment's per-node table, write a run
 directory (runs/<time>-<name>/, the layout kvtest/report documents) and stop what they started. Exit
-status: 0 when every experiment that could run passed, 1 when any FAILed, 2 for a usage or start error;
-an experiment the cluster cannot run is printed as "not available: <reason>" and is not a pass.
+status: 0 when every experiment that could run passed, 1 when any FAILed or none could run, 2 for a usage
+or start error; an experiment the cluster cannot run is printed as "not available: <reason>" (and listed in
+run.json) and is not a pass. The run directory also keeps every dataset sent (requests/*.jsonl, the seed's
+format, for `kvtest expect --datapath`) and its results.
 """
 
 from __future__ import annotations
