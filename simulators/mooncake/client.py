@@ -137,7 +137,7 @@ class MooncakeDistributedStore:
         except ValueError:
             return int(ErrorCode.INTERNAL_ERROR)  # real: "Failed to create client", -1 as for a dead master
         if protocol not in ("tcp", "rdma"):
-            return INVALID_PARAMS
+            return int(ErrorCode.INTERNAL_ERROR)  # real: the transfer engine fails to start, setup -> -1
         # The real client retries connecting MC_STORE_CLIENT_SETUP_RETRIES times (about 4 s apart).
         retries = max(1, int(os.environ.get("MC_STORE_CLIENT_SETUP_RETRIES", "1")))
         code = RPC_FAIL

@@ -79,6 +79,7 @@ class StoreCluster:
         self.run_dir = run_dir
         self.masters: list[MooncakeMaster] = []
         self.clients: list[Any] = []
+        self.setup_codes: list[int] = []
 
     def master(self, process: bool = False, **flags: Any) -> MooncakeMaster:
         # the mock master runs on a thread here (cheap); tests/store/test_mock_cli.py runs it as a process
@@ -99,6 +100,7 @@ class StoreCluster:
         check: bool = True,
         inproc: bool = False,
         process: bool = False,
+        protocol: str = "tcp",
     ) -> Any:
         """A set-up client: in its own process unless inproc (needed for the pointer APIs)."""
         # mock clients close at once, so they stay in this process unless the test needs to kill one
@@ -108,7 +110,8 @@ class StoreCluster:
             n = len(self.clients)
             store = ClientProcess(self.impl, self.run_dir / f"client{n}-{self.impl}.log")
         self.clients.append(store)
-        code = store.setup(host, metadata, segment, buffer, "tcp", "", master.rpc_addr)
+        code = store.setup(host, metadata, segment, buffer, protocol, "", master.rpc_addr)
+        self.setup_codes.append(code)
         if check:
             assert code == 0, f"{self.impl} setup returned {code}"
         return store

@@ -102,3 +102,10 @@ def test_batches_share_the_local_buffer(cluster: StoreCluster) -> None:
     assert a.put("y1", b"a" * ten) == 0 and a.put("y2", b"b" * ten) == 0
     assert [len(v) for v in a.get_batch(["y1", "y2"])] == [ten, 0]
     assert [len(v) for v in a.get_batch(["y1", "nope", "y1"])] == [ten, 0, 0]
+
+
+def test_setup_with_an_unknown_protocol(cluster: StoreCluster) -> None:
+    m = cluster.master()
+    store = cluster.client(m, check=False, protocol="carrier-pigeon")
+    assert cluster.setup_codes[-1] == -1
+    assert store.put("k", b"v") == -600 and store.health_check() == 1
