@@ -20,6 +20,8 @@ def test_fixtures_describe_one_running_cluster(
     assert [(n.name, n.role, n.machine) for n in nodes] == [
         ("p0", "prefill", "local"),
         ("d0", "decode", "local"),
+        ("p1", "prefill", "local"),
+        ("d1", "decode", "local"),
     ]
     assert "vllm:prompt_tokens_total" in metrics.counters("p0")
     assert store.put("plugin-probe", b"v") == 0  # type: ignore[attr-defined]
