@@ -76,3 +76,19 @@ def test_http_metadata_server_semantics(cluster: StoreCluster) -> None:
         ("DELETE", 404, "metadata not found"),
         ("GET", 400, "Missing key parameter"),
     ]
+
+
+def test_put_into_a_dead_clients_segment_is_revoked(cluster: StoreCluster) -> None:
+    """Before client_ttl expires the dead client's segment is still mounted: the transfer fails (-800),
+    the writer revokes the put (PutRevoke) and nothing is left behind."""
+    m = cluster.master(client_ttl=30)
+    a = cluster.client(m, process=True)
+    b = cluster.client(m, segment=0)  # no segment of its own: every allocation lands in a's
+    assert a.put("pre", b"x" * 1000) == 0
+    a.kill()
+    assert b.put("k", b"v" * 1000) == -800
+    assert b.is_exist("k") == 0
+    assert b.get("pre") == b""
+    mt = metrics(m)
+    assert mt["master_put_revoke_requests_total"] == 1 and mt["master_put_revoke_failures_total"] == 0
+    assert mt["master_key_count"] == 1  # only "pre", unreadable until the master expires a
