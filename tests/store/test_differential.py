@@ -4,6 +4,8 @@ return codes and values. Expected values were read off the installed mooncake 0.
 from __future__ import annotations
 
 import ctypes
+import threading
+import time
 
 import httpx
 
@@ -244,3 +246,15 @@ def test_admin_edge_cases(cluster: StoreCluster) -> None:
     assert httpx.get(m.url_for("get_all_segments")).text == ""
     r = httpx.post(m.url_for("health"))
     assert (r.status_code, r.text) == (404, "404 Not Found")
+
+
+def test_paused_master_delays_but_does_not_fail(cluster: StoreCluster) -> None:
+    m = cluster.master(process=True)  # a process, so SIGSTOP pauses it
+    a = cluster.client(m)
+    assert a.put("k", b"v") == 0
+    m.pause()
+    threading.Timer(1.5, m.resume).start()
+    t0 = time.monotonic()
+    assert a.put("k2", b"v") == 0
+    assert time.monotonic() - t0 >= 1.0
+    assert a.get("k2") == b"v"
