@@ -21,6 +21,7 @@ from .errors import ErrorCode
 from .master import MIN_SEGMENT_SIZE
 from .metadata import Metadata, MetadataError, open_metadata
 from .protocol import connect, recv_msg, send_msg
+from .replica import BufferDescriptor, MemoryDescriptor, ReplicaDescriptor
 from .segment import PeerConnection, SegmentServer
 
 PING_INTERVAL_S = 1.0
@@ -513,14 +514,17 @@ class MooncakeDistributedStore:
             return code if code != int(ErrorCode.REPLICA_IS_NOT_READY) else int(ErrorCode.OBJECT_NOT_FOUND)
         return int(rep[2])
 
-    def get_replica_desc(self, key: str) -> list[dict[str, Any]]:
+    def get_replica_desc(self, key: str) -> list[ReplicaDescriptor]:
+        key = _key(key)
         code, rep = self._locate(key)
         if code != OK:
             return []
-        return [{"transport_endpoint": rep[0], "buffer_address": rep[1], "size": rep[2]}]
+        buf = BufferDescriptor(size=int(rep[2]), buffer_address=int(rep[1]), transport_endpoint=str(rep[0]))
+        return [ReplicaDescriptor(MemoryDescriptor(buf))]
 
-    def batch_get_replica_desc(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
-        return {k: d for k in keys if (d := self.get_replica_desc(k))}
+    def batch_get_replica_desc(self, keys: list[str]) -> dict[str, list[ReplicaDescriptor]]:
+        """Missing keys are left out of the dict, as the real client does."""
+        return {k: d for k in _keys(keys) if (d := self.get_replica_desc(k))}
 
     # --- remove -------------------------------------------------------------------------------------------
     def remove(self, key: str, force: bool = False) -> int:

@@ -139,6 +139,13 @@ def test_get_into_and_multi_buffers(cluster: StoreCluster) -> None:
     assert b.batch_get_into_multi_buffers(["m2"], [[q]], [[1]]) == [-600]
     assert a.batch_put_from_multi_buffers(["m1"], [[p + 4]], [[2]]) == [0]  # exists: kept
     assert b.get("m1") == b"ab"
+    # what vLLM's MooncakeStoreConnector reads to locate a key
+    descs = a.batch_get_replica_desc(["m2", "nope"])
+    assert list(descs) == ["m2"] and len(descs["m2"]) == 1
+    d = descs["m2"][0]
+    assert d.is_memory_replica() and not d.is_disk_replica() and str(d.status) == "ReplicaStatus.COMPLETE"
+    assert d.get_memory_descriptor().buffer_descriptor.size == 4
+    assert a.get_replica_desc("nope") == []
 
 
 def test_batches(cluster: StoreCluster) -> None:
