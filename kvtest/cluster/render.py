@@ -91,11 +91,13 @@ def _port(given: int | None) -> int:
 
 
 def remote_run_dir(host: Host, run_dir: Path) -> str:
-    """Where a host keeps this run's files: the local run dir, or the same name under its workdir."""
+    """Where a host keeps this run's files: the local run dir, or the same name under /tmp/kvtest-runs.
+
+    Not under the host's workdir: that is the checkout the host runs kvtest from, and etcd's data and
+    the per-node mooncake.json files have no business in a source tree."""
     if host.reach == "local":
         return str(run_dir.resolve())
-    base = host.workdir or "/tmp"
-    return f"{base.rstrip('/')}/kvtest-runs/{run_dir.name}"
+    return f"/tmp/kvtest-runs/{run_dir.name}"
 
 
 def _metadata_server(
