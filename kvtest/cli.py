@@ -13,7 +13,10 @@ from collections.abc import Sequence
 # name -> ("module:function", one-line help). Each function takes argv (list[str]) and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("kvtest.proxy.cli:main", "run the P/D proxy"),
-    "dataset": ("kvtest.workload.cli:dataset_main", "write a prefix-caching dataset (the seed's JSONL format)"),
+    "dataset": (
+        "kvtest.workload.cli:dataset_main",
+        "write a prefix-caching dataset (the seed's JSONL format)",
+    ),
     "send": ("kvtest.workload.cli:send_main", "post a dataset through a proxy and record timings"),
     "bench": ("kvtest.workload.bench_serve:main", "serving benchmark (`kvtest bench serve`)"),
     "metrics": ("kvtest.metrics.cli:main", "scrape /metrics from nodes and print hit counters"),
