@@ -50,6 +50,13 @@ class SimConfig:
     sim_never_ready: bool = False
     sim_version: str = "0.32.0"  # what /version reports
     sim_startup_delay_ms: float = 0.0  # /health answers 503 this long after start
+    # KV connectors (simulators/vllm/connectors/)
+    sim_store: str = "mock"  # Mooncake client for MooncakeStoreConnector: mock | real (kvtest.store)
+    sim_kv_put_delay_ms: float = 0.0  # V1 store puts start this long after the request finished
+    sim_kv_load_fail_rate: float = 0.0  # share of KV loads where every block fails
+    sim_kv_load_partial_rate: float = 0.0  # share of KV loads where the second half of the blocks fails
+    sim_kv_store_unavailable: bool = False  # every store call fails (lookup finds nothing, puts fail)
+    sim_kv_bootstrap_fail: bool = False  # MooncakeConnector's bootstrap /query answers 500
     sim_env: dict[str, str] | None = field(
         default=None, repr=False
     )  # PYTHONHASHSEED source; None: os.environ
@@ -61,6 +68,8 @@ class SimConfig:
             raise ValueError("block_size must be positive")
         if self.max_num_seqs <= 0:
             raise ValueError("max_num_seqs must be positive")
+        if self.sim_store not in ("mock", "real"):
+            raise ValueError(f"sim_store must be mock or real, not {self.sim_store!r}")
         if self.prefix_caching_hash_algo not in ("sha256", "sha256_cbor", "xxhash", "xxhash_cbor"):
             raise ValueError(f"unsupported prefix_caching_hash_algo {self.prefix_caching_hash_algo!r}")
 
@@ -169,12 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
         "hang-rate",
         "drop-rate",
         "startup-delay-ms",
+        "kv-put-delay-ms",
+        "kv-load-fail-rate",
+        "kv-load-partial-rate",
     ):
         p.add_argument(f"--sim-{name}", type=float, default=None)
     p.add_argument("--sim-fail-status", type=int, default=None)
     p.add_argument("--sim-drop-after-tokens", type=int, default=None)
     p.add_argument("--sim-version", default=None)
-    for name in ("virtual-clock", "enable-admin", "never-ready"):
+    p.add_argument("--sim-store", choices=["mock", "real"], default=None)
+    for name in ("virtual-clock", "enable-admin", "never-ready", "kv-store-unavailable", "kv-bootstrap-fail"):
         p.add_argument(f"--sim-{name}", action="store_true", default=None)
     return p
 

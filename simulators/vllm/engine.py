@@ -18,6 +18,7 @@ from typing import Any
 
 from simulators.vllm.clock import VirtualClock, WallClock
 from simulators.vllm.config import SimConfig
+from simulators.vllm.connectors.base import GenerationError, KVLoadError
 from simulators.vllm.hashing import BlockHasher
 from simulators.vllm.kv_connector import KVConnector, NoKVConnector
 from simulators.vllm.latency import LatencyModel
@@ -39,6 +40,8 @@ class Engine:
         self.connector: KVConnector = kv_connector or NoKVConnector()
         self.has_connector = kv_connector is not None or cfg.kv_transfer_config is not None
         self._hash_requests = cfg.enable_prefix_caching or self.has_connector
+        tc = cfg.kv_transfer_config or {}
+        self.kv_load_failure_policy = tc.get("kv_load_failure_policy") or "fail"
         self.latency = LatencyModel(
             cfg.sim_prefill_base_ms, cfg.sim_ttft_ms_per_token, cfg.sim_itl_ms, cfg.sim_external_ms_per_token
         )
@@ -87,7 +90,8 @@ class Engine:
         ext = 0
         if self.has_connector:
             ext = int(self.connector.get_num_new_matched_tokens(req, local) or 0)
-            ext = max(0, min(ext, req.num_tokens - 1 - local))  # at least one token is computed
+            # the connector applies its own cap (the store's n-1; NIXL/Mooncake load the whole prompt)
+            ext = max(0, min(ext, req.num_tokens - local))
         v0_hits = 0
         if self._v0 and first:  # before allocating: allocation caches this request's own blocks
             v0_hits = len(hit_blocks) + self._extra_full_hits(req, len(hit_blocks))
@@ -245,6 +249,9 @@ class Engine:
         emitted = 0
         last_emit = 0.0
         try:
+            prepare = getattr(self.connector, "prepare", None) if connector_active else None
+            if prepare is not None:
+                await prepare(req)  # an async lookup before the request waits (vLLM's lookup_async)
             self.waiting.append(req)
             self.schedule()
             while True:
@@ -254,7 +261,15 @@ class Engine:
                     req.scheduled_time = clock.now()
                 ext = req.num_external_computed_tokens
                 if connector_active and ext:
-                    await self.connector.load_kv(req, ext)
+                    try:
+                        await self.connector.load_kv(req, ext)
+                    except KVLoadError as e:
+                        # vLLM's kv_load_failure_policy (scheduler.py _handle_invalid_blocks): "fail"
+                        # finishes the request with an error, "recompute" computes the missing tokens
+                        if self.kv_load_failure_policy == "fail":
+                            self._finish(req, "error")
+                            raise GenerationError(str(e)) from None
+                        ext = req.num_external_computed_tokens = max(0, min(ext, e.loaded_tokens))
                 dt = lat.ttft(req.num_tokens, req.num_local_cached_tokens, ext)
                 if dt:
                     await clock.sleep(dt)

@@ -22,15 +22,20 @@ class Faults:
     drop_rate: float = 0.0  # share of requests whose connection is cut mid-answer
     drop_after_tokens: int = 1  # how many tokens a dropped stream sends first
     never_ready: bool = False  # /health answers 503 for ever
+    # KV-connector faults (simulators/vllm/connectors/): the connector reads them on each transfer
+    kv_load_fail_rate: float = 0.0  # share of KV loads where every block fails
+    kv_load_partial_rate: float = 0.0  # share of KV loads where the second half of the blocks fails
+    kv_store_unavailable: bool = False  # every Mooncake store call fails
+    kv_bootstrap_fail: bool = False  # MooncakeConnector's bootstrap /query answers 500
 
     def update(self, values: dict[str, Any]) -> None:
         known = {f.name: f.type for f in fields(self)}
         for key, value in values.items():
             if key not in known:
                 raise ValueError(f"unknown fault {key!r}; known: {sorted(known)}")
-            if key == "never_ready":
+            if known[key] in (bool, "bool"):
                 if not isinstance(value, bool):
-                    raise ValueError("never_ready must be a boolean")
+                    raise ValueError(f"{key} must be a boolean")
             elif key in ("fail_status", "drop_after_tokens"):
                 if not isinstance(value, int) or isinstance(value, bool):
                     raise ValueError(f"{key} must be an integer")

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from simulators.vllm.config import SimConfig
+from simulators.vllm.connectors import ConnectorBase, GenerationError, build_connector
 from simulators.vllm.engine import Engine
 from simulators.vllm.failures import NO_FAULT, FaultInjector, Faults, Verdict
 from simulators.vllm.kv_connector import KVConnector
@@ -68,6 +69,8 @@ class FakeVLLMServer:
     def __init__(self, cfg: SimConfig | None = None, kv_connector: KVConnector | None = None) -> None:
         self.cfg = cfg or SimConfig()
         self.tokenizer = load_tokenizer(self.cfg.model, self.cfg.tokenizer)
+        if kv_connector is None and self.cfg.kv_transfer_config is not None:
+            kv_connector = build_connector(self.cfg)
         self.engine = Engine(self.cfg, self.tokenizer, kv_connector)
         c = self.cfg
         self.faults = Faults(
@@ -78,7 +81,14 @@ class FakeVLLMServer:
             c.sim_drop_rate,
             c.sim_drop_after_tokens,
             c.sim_never_ready,
+            c.sim_kv_load_fail_rate,
+            c.sim_kv_load_partial_rate,
+            c.sim_kv_store_unavailable,
+            c.sim_kv_bootstrap_fail,
         )
+        self.connector = kv_connector
+        if isinstance(kv_connector, ConnectorBase):
+            kv_connector.bind(self.engine, self.faults)
         self.injector = FaultInjector(self.faults, c.seed)
         self.model_names = c.model_names
         self.max_model_len = self.engine.max_model_len
@@ -122,6 +132,8 @@ class FakeVLLMServer:
 
     async def start(self) -> FakeVLLMServer:
         loop = asyncio.get_running_loop()
+        if isinstance(self.connector, ConnectorBase):
+            await self.connector.start()
         self._runner = web.AppRunner(
             self.build_app(),
             access_log=None,
@@ -140,6 +152,8 @@ class FakeVLLMServer:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        if isinstance(self.connector, ConnectorBase):
+            await self.connector.stop()
 
     async def __aenter__(self) -> FakeVLLMServer:
         try:
@@ -329,10 +343,14 @@ class FakeVLLMServer:
         s: Sampling,
     ) -> web.StreamResponse:
         drop = verdict.drop_after
-        if len(reqs) == 1:
-            outs = [await self._run(reqs[0], drop)]
-        else:
-            outs = list(await asyncio.gather(*(self._run(r, drop) for r in reqs)))
+        try:
+            if len(reqs) == 1:
+                outs = [await self._run(reqs[0], drop)]
+            else:
+                outs = list(await asyncio.gather(*(self._run(r, drop) for r in reqs)))
+        except GenerationError:
+            # finish_reason "error" (kv_load_failure_policy=fail): vLLM's GenerationError, 500
+            return _error(ApiError(500, "Internal server error", None, "InternalServerError"))
         if drop is not None:
             if request.transport is not None:
                 request.transport.close()  # cut the connection: the client sees no response
@@ -436,10 +454,14 @@ class FakeVLLMServer:
                     request.transport.close()
                 raise asyncio.CancelledError
 
+        failed = False
         if len(reqs) == 1:
-            async with contextlib.aclosing(self.engine.generate(reqs[0])) as gen:
-                async for tok in gen:
-                    await on_token(0, tok)
+            try:
+                async with contextlib.aclosing(self.engine.generate(reqs[0])) as gen:
+                    async for tok in gen:
+                        await on_token(0, tok)
+            except GenerationError:
+                failed = True
         else:
             # several engine requests at once (a prompt list, n > 1): chunks interleave as produced
             queue: asyncio.Queue[tuple[int, int | None]] = asyncio.Queue()
@@ -464,7 +486,15 @@ class FakeVLLMServer:
             finally:
                 for t in tasks:
                     t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+            failed = any(isinstance(r, GenerationError) for r in results)
+        if failed:
+            # vLLM's completion stream generator: the GenerationError as one error event, then [DONE]
+            err = error_body(500, "Internal server error", None, "InternalServerError")
+            await resp.write(f"data: {json.dumps(err)}\n\n".encode())
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+            return resp
         firsts = reqs[:: s.n]
         total_prompt = sum(r.num_prompt_tokens for r in firsts)
         total_out = sum(len(o) for o in outs)
@@ -586,11 +616,16 @@ class FakeVLLMServer:
             kv_usage=e.kv.usage,
             cache_config_info=self.cfg.cache_config_info(),
             mode=self.cfg.sim_metrics,
+            extra=self._connector_metrics,
         )
         # prometheus_client's exposition content type, as vLLM's /metrics answers
         return web.Response(
             body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         )
+
+    def _connector_metrics(self, out: list[str]) -> None:
+        if isinstance(self.connector, ConnectorBase) and self.cfg.sim_metrics in ("v1", "both"):
+            self.connector.render_metrics(self.engine.metrics.base, out)
 
     # -- admin ----------------------------------------------------------------------------------------
     async def get_faults(self, request: web.Request) -> web.Response:

@@ -466,7 +466,9 @@ class ExternalHits:
         self.finished: list[str] = []
 
     def get_num_new_matched_tokens(self, request: Any, num_local_computed_tokens: int) -> int:
-        return request.num_tokens - num_local_computed_tokens
+        # the connector applies its own cap (the engine no longer cuts at n-1: NIXL and Mooncake load
+        # the whole prompt; the store connector caps itself, as store/worker.py lookup does)
+        return request.num_tokens - 1 - num_local_computed_tokens
 
     def update_state_after_alloc(self, request: Any, block_ids: list[int], num_external_tokens: int) -> None:
         pass
