@@ -1,38 +1,56 @@
 """Hosts made of Linux network namespaces, for cross-machine tests on one machine.
 
-    with NetnsNetwork(3) as net:                  # hosts h0..h2 at 198.18.0.1..3 on one bridge
+    with NetnsNetwork(3) as net:                  # hosts h0..h2 at 198.18.X.1..3, X a free /24
         master_host, a, b = net.hosts
         a.run(["ping", "-c1", master_host.addr])
         MooncakeMaster("mock", host=master_host.addr, wrap=master_host.exec_prefix, probe=master_host.http_ok)
 
-Each network is a "switch" namespace holding a bridge, and one namespace per host joined to it by a
-veth pair, so nothing is added to the machine's own network. Addresses are in 198.18.0.0/15 (RFC 2544
-benchmarking space); networks are isolated from each other, so they may reuse addresses.
-Needs CAP_SYS_ADMIN (root): tests call `require_netns()`, which skips with the reason, or fails where
+    with NetnsNetwork.for_spec(load_cluster("fixtures/clusters/netns-cpu.yaml")):
+        cluster = start(spec, run_dir)            # hosts with `netns: NAME` and their `address`
+
+Each host is a namespace with `lo` and an `eth0` (a veth) into one bridge, its address on a /24, and
+a default route via the bridge's address (the subnet's .254).
+
+Where the bridge lives, and why: in the ROOT namespace, with that .254 address. The test driver
+(pytest, httpx, the metrics scraper, `kvtest cluster status`) runs in the root namespace and must
+reach every host's services directly, as a driver on a separate machine would; a bridge in a
+namespace of its own would cut the driver off and force every HTTP call through `ip netns exec`.
+The price: root-namespace addresses are machine-wide, so two networks at once need different
+subnets. A cluster file gives its own; `NetnsNetwork(n)` takes a /24 of 198.18.0.0/15 that no
+interface of this machine uses yet. Addresses stay inside 198.18.0.0/15 (RFC 2544 benchmarking
+space, never routed).
+
+Needs root and iproute2: tests call `require_netns()`, which skips with the reason, or fails where
 KVTEST_REQUIRE names "netns".
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kvtest.cluster.schema import ClusterSpec
 
 _counter = itertools.count()
-SUBNET = "198.18.0"
+POOL = ipaddress.IPv4Network("198.18.0.0/15")
 
 
 class NetnsError(RuntimeError):
     pass
 
 
-def _ip(*args: str) -> None:
-    res = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if res.returncode != 0:
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if check and res.returncode != 0:
         raise NetnsError(f"ip {' '.join(args)}: {res.stderr.strip()}")
+    return res
 
 
 def netns_available() -> tuple[bool, str]:
@@ -54,6 +72,29 @@ def require_netns() -> None:
     skip_unless("netns", ok, reason)
 
 
+def _subnets_in_use() -> set[ipaddress.IPv4Network]:
+    out = _ip("-4", "-o", "addr", "show", check=False).stdout
+    used: set[ipaddress.IPv4Network] = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            iface = ipaddress.IPv4Interface(parts[parts.index("inet") + 1])
+            used.add(ipaddress.IPv4Network(f"{iface.ip}/24", strict=False))
+    return used
+
+
+def free_subnet(seed: int) -> ipaddress.IPv4Network:
+    """A /24 of 198.18.0.0/15 with no address on any interface here, starting at one that depends on
+    `seed` (the pid), so concurrent xdist workers rarely even try the same one."""
+    candidates = list(POOL.subnets(new_prefix=24))
+    used = _subnets_in_use()
+    for k in range(len(candidates)):
+        net = candidates[(seed + k) % len(candidates)]
+        if net not in used:
+            return net
+    raise NetnsError("no free /24 left in 198.18.0.0/15")
+
+
 class NetnsHost:
     def __init__(self, name: str, addr: str) -> None:
         self.name = name
@@ -71,7 +112,7 @@ class NetnsHost:
                               check=check)  # fmt: skip
 
     def http_get(self, url: str, timeout: float = 5) -> tuple[int, str]:
-        """GET from inside this host (the test process itself cannot reach namespace addresses)."""
+        """GET from inside this host (what a client on that machine sees, its own routing included)."""
         res = self.run(["curl", "-s", "-m", str(timeout), "-w", "\n%{http_code}", url], timeout=timeout + 5,
                        check=False)  # fmt: skip
         body, _, code = res.stdout.rpartition("\n")
@@ -82,51 +123,61 @@ class NetnsHost:
 
 
 class NetnsNetwork:
-    def __init__(self, n_hosts: int) -> None:
-        if not 1 <= n_hosts <= 200:
-            raise ValueError("1..200 hosts")
-        tag = f"{os.getpid() % 100000}x{next(_counter)}"
-        self.switch = f"kvt{tag}sw"
-        self.hosts = [NetnsHost(f"kvt{tag}h{i}", f"{SUBNET}.{i + 1}") for i in range(n_hosts)]
-        self._made: list[str] = []
+    """Namespaces joined by one root-namespace bridge (see the module docstring for why there).
+
+    NetnsNetwork(3): hosts kvt<tag>h0..h2 at .1..3 of a free /24. NetnsNetwork({ns: address}, bridge=...):
+    exactly those namespaces and addresses (one /24), which is what a cluster file asks for."""
+
+    def __init__(self, hosts: int | Mapping[str, str], *, bridge: str | None = None, prefix_len: int = 24):
+        # interface names have 15 characters at most: kvt<pid%10000>x<n%100>v<i> fits
+        tag = f"{os.getpid() % 10000}x{next(_counter) % 100}"
+        veth = f"kvt{tag}v"
+        if isinstance(hosts, int):
+            if not 1 <= hosts <= 200:
+                raise ValueError("1..200 hosts")
+            net = free_subnet(os.getpid() + 7919 * next(_counter))
+            addrs = list(net.hosts())
+            hosts = {f"kvt{tag}h{i}": str(addrs[i]) for i in range(hosts)}
+        if not hosts:
+            raise ValueError("a network needs at least one host")
+        self.hosts = [NetnsHost(ns, addr) for ns, addr in hosts.items()]
+        self.bridge = bridge or f"kvt{tag}br"
+        self._veth = veth if bridge is None else f"{bridge[:9]}v"
+        self.prefix_len = prefix_len
+        first = ipaddress.ip_network(f"{self.hosts[0].addr}/{prefix_len}", strict=False)
+        self.gateway = str(first.broadcast_address - 1)
+
+    @classmethod
+    def for_spec(cls, spec: ClusterSpec, bridge: str = "kvc-br0") -> NetnsNetwork:
+        """The namespaces of a cluster file's hosts that name one (`netns:`), at their addresses."""
+        hosts = {h.netns: h.address for h in spec.hosts if h.netns}
+        if not hosts:
+            raise ValueError(f"cluster {spec.name!r} has no host with netns")
+        return cls(hosts, bridge=bridge)
 
     def start(self) -> NetnsNetwork:
-        sw = self.switch
-        _ip("netns", "add", sw)
-        self._made.append(sw)
-        _ip("-n", sw, "link", "add", "br0", "type", "bridge")
-        _ip("-n", sw, "link", "set", "br0", "up")
+        self.stop()  # leftovers of a run that was killed (fixed names from a cluster file)
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.gateway}/{self.prefix_len}", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
         for i, host in enumerate(self.hosts):
             _ip("netns", "add", host.name)
-            self._made.append(host.name)
-            _ip("-n", host.name, "link", "set", "lo", "up")
-            # veth: eth0 in the host, p<i> on the switch's bridge
-            _ip(
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                host.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                f"p{i}",
-                "netns",
-                sw,
-            )
-            _ip("-n", host.name, "addr", "add", f"{host.addr}/24", "dev", "eth0")
+            outside = f"{self._veth}{i}"
+            _ip("link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", host.name)
+            _ip("link", "set", outside, "master", self.bridge, "up")
+            _ip("-n", host.name, "addr", "add", f"{host.addr}/{self.prefix_len}", "dev", "eth0")
             _ip("-n", host.name, "link", "set", "eth0", "up")
-            _ip("-n", sw, "link", "set", f"p{i}", "master", "br0")
-            _ip("-n", sw, "link", "set", f"p{i}", "up")
+            _ip("-n", host.name, "link", "set", "lo", "up")
+            _ip("-n", host.name, "route", "add", "default", "via", self.gateway)
         return self
 
     def stop(self) -> None:
-        # deleting a namespace kills its veth ends; processes started in it must be stopped first
-        for name in reversed(self._made):
+        """Delete every namespace (each takes its veth with it) and the bridge; absent ones are fine.
+        Processes started in a namespace must be stopped first."""
+        for host in self.hosts:
             with contextlib.suppress(NetnsError):
-                _ip("netns", "del", name)
-        self._made.clear()
+                _ip("netns", "del", host.name, check=False)
+        _ip("link", "del", self.bridge, check=False)
 
     def __enter__(self) -> NetnsNetwork:
         try:

@@ -118,11 +118,11 @@ def cluster(
     )
     import contextlib
 
-    from kvtest.cluster.netns import NetnsTopology
+    from kvtest.netns import NetnsNetwork
 
     with contextlib.ExitStack() as stack:
         if cluster_spec.uses_netns:  # hosts that are network namespaces: make them first
-            stack.enter_context(NetnsTopology.for_spec(cluster_spec))
+            stack.enter_context(NetnsNetwork.for_spec(cluster_spec))
         if os.environ.get("KVTEST_SIM_IN_PROCESS") == "1" and "real" not in cluster_spec.impls:
             from kvtest.cluster.sim import sim_start  # one process, no per-node start-up
 

@@ -19,10 +19,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from kvtest.cluster.netns import NetnsTopology
 from kvtest.cluster.render import describe, render
 from kvtest.cluster.runner import down, new_run_dir, start, status
 from kvtest.cluster.schema import ClusterFileError, load_cluster, parse_cluster
+from kvtest.netns import NetnsNetwork
 from kvtest.process import ProcessExitedError, ReadyTimeoutError, tail
 
 
@@ -51,7 +51,7 @@ def _up(args: argparse.Namespace) -> int:
         print(describe(render(spec, (runs / f"dry-run-{spec.name}").resolve())))
         return 0
     run_dir = Path(args.run_dir).resolve() if args.run_dir else new_run_dir(spec, runs)
-    topology = NetnsTopology.for_spec(spec).create() if spec.uses_netns else None
+    topology = NetnsNetwork.for_spec(spec).start() if spec.uses_netns else None
     runs.mkdir(parents=True, exist_ok=True)
     _pointer(runs, spec.name).write_text(str(run_dir) + "\n")
     try:
@@ -59,12 +59,12 @@ def _up(args: argparse.Namespace) -> int:
     except (ProcessExitedError, ReadyTimeoutError) as exc:
         _say(f"start failed, everything stopped:\n{exc}")
         if topology:
-            topology.destroy()
+            topology.stop()
         return 1
     except KeyboardInterrupt:
         _say("interrupted, everything stopped")
         if topology:
-            topology.destroy()
+            topology.stop()
         return 130
     print(
         json.dumps(
@@ -88,7 +88,7 @@ def _up(args: argparse.Namespace) -> int:
     finally:
         cluster.stop()
         if topology:
-            topology.destroy()
+            topology.stop()
         _say("stopped")
     return 0
 
@@ -103,7 +103,7 @@ def _down(args: argparse.Namespace) -> int:
     if spec_path.exists():  # namespaces `up` made for this cluster's hosts
         spec = parse_cluster(json.loads(spec_path.read_text()), str(spec_path))
         if spec.uses_netns:
-            NetnsTopology.for_spec(spec).destroy()
+            NetnsNetwork.for_spec(spec).stop()
     return 0
 
 

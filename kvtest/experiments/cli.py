@@ -50,12 +50,12 @@ def resolve_cluster(value: str) -> Path:
 
 @contextlib.contextmanager
 def running_cluster(spec: ClusterSpec, run_dir: Path, say: bool) -> Iterator[Cluster]:
-    from kvtest.cluster.netns import NetnsTopology
     from kvtest.cluster.runner import start
+    from kvtest.netns import NetnsNetwork
 
     with contextlib.ExitStack() as stack:
         if spec.uses_netns:
-            stack.enter_context(NetnsTopology.for_spec(spec))
+            stack.enter_context(NetnsNetwork.for_spec(spec))
         t0 = time.monotonic()
         cluster = start(
             spec, run_dir / "cluster", log=(lambda m: print(f"  {m}")) if say else (lambda m: None)

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 
 from kvtest.cluster.cluster import Cluster
-from kvtest.cluster.netns import NetnsTopology
 from kvtest.cluster.pd_run import cacheable, complete, counter, pd_request, unique_prompt
 from kvtest.cluster.requirements import netns_missing, real_missing
 from kvtest.cluster.runner import start
 from kvtest.cluster.schema import load_cluster
 from kvtest.gating import skip_unless
+from kvtest.netns import NetnsNetwork
 
 from .conftest import CLUSTERS, ROOT
 
@@ -29,7 +29,7 @@ def netns_cluster() -> Iterator[Cluster]:
     skip_unless("netns", reason is None, reason or "")
     reason = real_missing(spec)
     skip_unless("real", reason is None, reason or "")
-    with NetnsTopology.for_spec(spec):
+    with NetnsNetwork.for_spec(spec):
         cluster = start(spec, ROOT / "runs" / f"pytest-real-netns-{os.getpid()}")
         try:
             yield cluster
