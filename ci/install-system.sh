@@ -8,8 +8,11 @@ set -euo pipefail
 PYBIN=${1:-.venv/bin/python}
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
-ldconfig -p | grep -q 'libibverbs.so.1' || need+=(libibverbs1)
-ldconfig -p | grep -q 'libnl-route-3.so.200' || need+=(libnl-3-200 libnl-route-3-200)
+# Read the cache once: `ldconfig -p | grep -q` under pipefail fails when grep exits at the first
+# match and ldconfig dies of SIGPIPE (status 141), which made every run reinstall libnl.
+libs=$(ldconfig -p)
+grep -q 'libibverbs\.so\.1 ' <<<"$libs" || need+=(libibverbs1)
+grep -q 'libnl-route-3\.so\.200 ' <<<"$libs" || need+=(libnl-3-200 libnl-route-3-200)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
