@@ -51,7 +51,9 @@ class SimConfig:
     sim_version: str = "0.32.0"  # what /version reports
     sim_startup_delay_ms: float = 0.0  # /health answers 503 this long after start
     # KV connectors (simulators/vllm/connectors/)
-    sim_store: str = "mock"  # Mooncake client for MooncakeStoreConnector: mock | real (kvtest.store)
+    # Mooncake client of MooncakeStoreConnector (kvtest.store): mock | real | auto (the mock client when
+    # the master answers the mock protocol); auto lets a cluster file swap only the master's impl
+    sim_store: str = "auto"
     sim_kv_put_delay_ms: float = 0.0  # V1 store puts start this long after the request finished
     sim_kv_load_fail_rate: float = 0.0  # share of KV loads where every block fails
     sim_kv_load_partial_rate: float = 0.0  # share of KV loads where the second half of the blocks fails
@@ -68,8 +70,8 @@ class SimConfig:
             raise ValueError("block_size must be positive")
         if self.max_num_seqs <= 0:
             raise ValueError("max_num_seqs must be positive")
-        if self.sim_store not in ("mock", "real"):
-            raise ValueError(f"sim_store must be mock or real, not {self.sim_store!r}")
+        if self.sim_store not in ("mock", "real", "auto"):
+            raise ValueError(f"sim_store must be mock, real or auto, not {self.sim_store!r}")
         if self.prefix_caching_hash_algo not in ("sha256", "sha256_cbor", "xxhash", "xxhash_cbor"):
             raise ValueError(f"unsupported prefix_caching_hash_algo {self.prefix_caching_hash_algo!r}")
 
@@ -186,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-fail-status", type=int, default=None)
     p.add_argument("--sim-drop-after-tokens", type=int, default=None)
     p.add_argument("--sim-version", default=None)
-    p.add_argument("--sim-store", choices=["mock", "real"], default=None)
+    p.add_argument("--sim-store", choices=["mock", "real", "auto"], default=None)
     for name in ("virtual-clock", "enable-admin", "never-ready", "kv-store-unavailable", "kv-bootstrap-fail"):
         p.add_argument(f"--sim-{name}", action="store_true", default=None)
     return p

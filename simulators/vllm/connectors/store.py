@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import hashlib
 import random
+import socket
 import struct
 import time
 from typing import Any
@@ -38,15 +39,35 @@ from simulators.vllm.connectors.store_metrics import StoreOperationStats
 from simulators.vllm.request import SimRequest
 
 
+def master_speaks_mock(address: str, timeout: float = 2.0) -> bool:
+    """Whether the master at host:port is the mock (simulators.mooncake): it answers an unknown method
+    with a framed [code, None] and records nothing; the real master (coro_rpc) rejects the frame."""
+    from simulators.mooncake.protocol import recv_msg, send_msg
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            send_msg(sock, ["__kvtest_probe__", []])
+            reply = recv_msg(sock)
+    except (OSError, ValueError, ConnectionError):
+        return False
+    return isinstance(reply, list) and len(reply) == 2
+
+
 def open_store_client(impl: str, env: dict[str, str]) -> Any:
-    """A set-up Mooncake client from MOONCAKE_CONFIG_PATH (vLLM requires it for this connector)."""
+    """A set-up Mooncake client from MOONCAKE_CONFIG_PATH (vLLM requires it for this connector).
+    impl "auto": the mock client when the master answers the mock protocol, else the real client."""
     from kvtest.store import MooncakeConfig, open_store
 
     path = env.get("MOONCAKE_CONFIG_PATH")
     if not path:
         # vLLM 0.9.2 V0: "To use MooncakeStoreConnector, you need to pass the ENV: 'MOONCAKE_CONFIG_PATH=...'"
         raise ValueError("MooncakeStoreConnector needs MOONCAKE_CONFIG_PATH=/path/to/mooncake_config.json")
-    return open_store(impl, MooncakeConfig.from_file(path))  # type: ignore[arg-type]
+    cfg = MooncakeConfig.from_file(path)
+    if impl == "auto":
+        impl = "mock" if master_speaks_mock(cfg.master_server_address) else "real"
+    return open_store(impl, cfg)  # type: ignore[arg-type]
 
 
 def payload(key: str, size: int) -> bytes:
