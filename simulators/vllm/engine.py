@@ -267,6 +267,8 @@ class Engine:
                         # vLLM's kv_load_failure_policy (scheduler.py _handle_invalid_blocks): "fail"
                         # finishes the request with an error, "recompute" computes the missing tokens
                         if self.kv_load_failure_policy == "fail":
+                            loaded = req.num_local_cached_tokens + max(0, e.loaded_tokens)
+                            self.kv.evict_blocks_from(req.request_id, loaded // self.block_size)
                             self._finish(req, "error")
                             raise GenerationError(str(e)) from None
                         ext = req.num_external_computed_tokens = max(0, min(ext, e.loaded_tokens))

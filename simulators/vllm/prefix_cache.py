@@ -312,5 +312,11 @@ class KVCacheManager:
         if blocks:
             self.pool.free_blocks(reversed(blocks))
 
+    def evict_blocks_from(self, request_id: str, first: int) -> None:
+        """vLLM's evict_blocks after a failed KV load (kv_load_failure_policy=fail): the invalid blocks
+        and every block after them leave the prefix cache (scheduler.py _handle_invalid_blocks)."""
+        for b in self.req_blocks.get(request_id, [])[first:]:
+            self.pool._evict(b)
+
     def reset_prefix_cache(self) -> bool:
         return self.pool.reset()

@@ -1,0 +1,40 @@
+"""Fake vLLM nodes with a KV connector, for the connector tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from simulators.vllm import FakeVLLMServer, SimConfig
+
+MODEL = "fixtures/models/tiny-llama"
+PROMPT = "Shared context: the quick brown fox jumps over the lazy dog. " * 3  # 78 tokens with tiny-llama
+
+
+def node(
+    connector: str, role: str, env: dict[str, str], kv: dict[str, Any] | None = None, **kw: Any
+) -> FakeVLLMServer:
+    tc = {"kv_connector": connector, "kv_role": role, **(kv or {})}
+    cfg = SimConfig(model=MODEL, port=0, block_size=16, sim_env=env, kv_transfer_config=tc, **kw)
+    return FakeVLLMServer(cfg)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def complete(
+    c: httpx.AsyncClient, n: FakeVLLMServer, prompt: str = PROMPT, **body: Any
+) -> httpx.Response:
+    return await c.post(
+        n.url_for("v1/completions"), json={"model": MODEL, "prompt": prompt, "max_tokens": 1, **body}
+    )
+
+
+async def scrape(c: httpx.AsyncClient, n: FakeVLLMServer) -> str:
+    return (await c.get(n.url_for("metrics"))).text
