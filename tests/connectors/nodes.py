@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -38,3 +40,12 @@ async def complete(
 
 async def scrape(c: httpx.AsyncClient, n: FakeVLLMServer) -> str:
     return (await c.get(n.url_for("metrics"))).text
+
+
+async def until(pred: Callable[[], bool], within_s: float = 5.0) -> None:
+    """Poll `pred` with a deadline (no fixed sleeps waiting for a state)."""
+    for _ in range(int(within_s / 0.005)):
+        if pred():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not reached in time")
