@@ -8,8 +8,13 @@ block tokens, vllm/v1/core/kv_cache_utils.py hash_block_tokens), without hash co
 V1 (vllm/v1/core/kv_cache_manager.py get_computed_blocks, vllm/v1/core/block_pool.py):
 - per request: prefix_cache_queries += prompt tokens; hits += the longest run of cached full blocks from the
   left, capped at prompt_tokens - 1 (max_cache_hit_length = num_tokens - 1), in tokens.
-- a KV connector adds external_prefix_cache_queries += prompt tokens and external hits = the blocks it can
-  load beyond the local hit (same n-1 cap); loaded blocks become local cache entries.
+- a KV connector adds external_prefix_cache_queries += prompt tokens - local hit tokens (vLLM 0.32
+  scheduler.py: connector_prefix_cache_queries = num_tokens - num_new_local_computed_tokens, nothing
+  recorded when 0) and external hits = the blocks it can load beyond the local hit (same n-1 cap); loaded
+  blocks become local cache entries. The store connector (MooncakeStoreConnector V1) looks the store up on
+  every role, the prefill (kv_producer) too (store/scheduler.py enable_lookup defaults True), and the
+  prefill puts its full prompt blocks after it finished; the model assumes they landed before the next
+  request reads the store.
 - the pool has num_gpu_blocks - 1 usable blocks (block 0 is the null block); blocks without a hash
   (never used, or freed partial blocks: vLLM >= 0.24 prepends those) are taken first, then the head of the
   free queue, evicting its cached hash; a finished request's cached blocks go to the tail in reverse
@@ -151,7 +156,7 @@ class V1Node:
         self.queries += n
         self.hits += local * b
         if external_blocks is not None:
-            self.external_queries += n
+            self.external_queries += n - local * b
             self.external_hits += ext * b
         blocks: list[int] = []
         for key in keys[:local]:
@@ -384,7 +389,10 @@ class ClusterModel:
             raise ValueError(f"P/D flow needs prefill= and decode= in user, got {req.user!r}")
         with_connector = self.connector == "store"
         v1, v0 = self._nodes(req.prefill, "prefill")
-        v1.serve(prompt, 1, external_blocks=0 if with_connector else None)
+        # a kv_producer looks the store up too (what another prefill node stored)
+        v1.serve(
+            prompt, 1, external_blocks=self._stored_blocks(prompt, req.prefill) if with_connector else None
+        )
         v0.serve(prompt, 1)
         if with_connector:
             for i in range(len(prompt) // self.block_size):

@@ -55,6 +55,7 @@ class SimConfig:
     # the master answers the mock protocol); auto lets a cluster file swap only the master's impl
     sim_store: str = "auto"
     sim_kv_put_delay_ms: float = 0.0  # V1 store puts start this long after the request finished
+    sim_kv_put_sync: bool = False  # V1 store puts finish before the first token (vLLM: after the answer)
     sim_kv_load_fail_rate: float = 0.0  # share of KV loads where every block fails
     sim_kv_load_partial_rate: float = 0.0  # share of KV loads where the second half of the blocks fails
     sim_kv_store_unavailable: bool = False  # every store call fails (lookup finds nothing, puts fail)
@@ -189,7 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-drop-after-tokens", type=int, default=None)
     p.add_argument("--sim-version", default=None)
     p.add_argument("--sim-store", choices=["mock", "real", "auto"], default=None)
-    for name in ("virtual-clock", "enable-admin", "never-ready", "kv-store-unavailable", "kv-bootstrap-fail"):
+    for name in (
+        "virtual-clock",
+        "enable-admin",
+        "never-ready",
+        "kv-store-unavailable",
+        "kv-bootstrap-fail",
+        "kv-put-sync",
+    ):
         p.add_argument(f"--sim-{name}", action="store_true", default=None)
     return p
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -226,3 +227,19 @@ def test_v1_freed_partial_blocks_are_reused_before_any_cached_block_is_evicted()
         node.serve(list(b"a" * 17), 1)  # 5 blocks: 4 cached + 1 partial
         node.serve(list(b"aaabaaaaa"), 1)
         assert node.hits == want, unhashed_first
+
+
+def test_store_flow_external_queries_count_what_the_local_cache_lacked():
+    # vLLM 0.32 scheduler.py: connector_prefix_cache_queries = num_tokens - num_new_local_computed_tokens
+    tok = builtin_tokenize
+    reqs = build(DatasetSpec(strategy="Designate", request_num=1, prefill=[P[0]], decode=[D[0]]))
+    n = len(tok(reqs[0].prompt))
+    local = (n - 1) // 16 * 16
+    twice = expect([*reqs, *reqs], tok, connector="store")
+    # second run: the decode's own cache has the prefix, the connector is asked only for the rest
+    assert twice[D[0]].external_queries == n + (n - local)
+    assert twice[D[0]].external_hits == local
+    # the prefill (kv_producer) looks the store up too: a second prefill node finds the first's blocks
+    other = dataclasses.replace(reqs[0], user=f"prefill={P[1]};decode={D[0]}")
+    both = expect([*reqs, other], tok, connector="store")
+    assert both[P[1]].external_hits == local and both[P[0]].external_hits == 0

@@ -87,6 +87,7 @@ class _StoreConnector(ConnectorBase):
         env: dict[str, str] | None = None,
         store: Any = None,
         put_delay_s: float = 0.0,
+        put_sync: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__(tc, env)
@@ -97,6 +98,7 @@ class _StoreConnector(ConnectorBase):
         self.store = store
         self._own_store = store is None
         self.put_delay_s = put_delay_s
+        self.put_sync = put_sync
         self.rng = random.Random(seed)
         self.ops = StoreOperationStats()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -222,10 +224,19 @@ class MooncakeStoreConnectorV1(_StoreConnector):
             good = ok.index(False)
             raise KVLoadError(good * bs, f"{failed}/{len(keys)} Mooncake keys failed to load")
 
+    async def save_kv(self, request: SimRequest, block_ids: list[int]) -> None:
+        # --sim-kv-put-sync: the puts finish before the first token (deterministic tests; vLLM puts later)
+        if self.put_sync and self.can_put and not request.output_token_ids and not request.num_preemptions:
+            keys = self._prompt_keys(request)
+            if keys:
+                await self._save(keys)
+
     def request_finished(
         self, request: SimRequest, block_ids: list[int]
     ) -> tuple[bool, dict[str, Any] | None]:
         self.lookups.pop(request.request_id, None)
+        if self.put_sync:
+            return False, None
         if self.can_put and request.num_computed_tokens >= request.num_prompt_tokens:
             keys = self._prompt_keys(request)
             if keys:
