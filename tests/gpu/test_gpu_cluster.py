@@ -11,7 +11,14 @@ from __future__ import annotations
 import pytest
 
 from kvtest.cluster.cluster import Cluster
-from kvtest.cluster.pd_run import cacheable, complete, counter, pd_request, unique_prompt
+from kvtest.cluster.pd_run import (
+    cacheable,
+    complete,
+    counter,
+    expected_external_hits,
+    pd_request,
+    unique_prompt,
+)
 
 pytestmark = pytest.mark.gpu
 
@@ -28,24 +35,27 @@ def block_of(cluster: Cluster) -> int:
 def test_repeated_prompt_hits_the_prefix_cache(cluster: Cluster) -> None:
     node = cluster.nodes[0]
     prompt = unique_prompt(seed=11, n_words=200)
-    before = cluster.metrics.snapshot()
     first = complete(node.url, node.model, prompt)
+    # measure the repeat alone: on a cluster attached through KVTEST_CLUSTER_STATE an earlier run
+    # may already have cached this prompt, so the first request's hits are not known in advance
+    before = cluster.metrics.snapshot()
     complete(node.url, node.model, prompt)
     delta = cluster.metrics.delta(before)[node.name]
     n = first["usage"]["prompt_tokens"]
-    assert delta["vllm:prefix_cache_queries_total"] == 2 * n
+    assert delta["vllm:prefix_cache_queries_total"] == n
     assert delta["vllm:prefix_cache_hits_total"] == cacheable(n, block_of(cluster))
 
 
 def test_pd_through_the_store_matches_a_single_node(cluster: Cluster) -> None:
     if not cluster.proxy_url or not cluster.decode:
         pytest.skip(f"cluster {cluster.name!r} has no proxy or no decode node")
-    prompt = unique_prompt(seed=12, n_words=300)
+    prompt = unique_prompt(seed=12, n_words=150)
     run = pd_request(cluster, prompt)
     alone = complete(cluster.prefill[0].url, cluster.prefill[0].model, prompt)
     assert run.text == alone["choices"][0]["text"]
     external = sum(counter(run, d.name, "vllm:external_prefix_cache_hits_total") for d in cluster.decode)
-    assert external == cacheable(run.prompt_tokens, block_of(cluster))
+    connector = cluster.decode[0].connector
+    assert external == expected_external_hits(connector, run.prompt_tokens, block_of(cluster))
     if cluster.master_admin_url:
         assert run.keys_after - run.keys_before == run.prompt_tokens // block_of(cluster)
 
@@ -56,7 +66,7 @@ def test_two_producers_store_a_prefix_once(cluster: Cluster) -> None:
     producers = cluster.prefill
     if len(producers) < 2 or not cluster.master_admin_url:
         pytest.skip(f"cluster {cluster.name!r} needs 2 prefill nodes and a mooncake_master")
-    prompt = unique_prompt(seed=13, n_words=300)
+    prompt = unique_prompt(seed=13, n_words=150)
     keys0 = len(cluster.master_keys())
     first = complete(producers[0].url, producers[0].model, prompt, max_tokens=1)
     keys1 = len(cluster.master_keys())
