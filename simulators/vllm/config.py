@@ -54,8 +54,9 @@ class SimConfig:
     # Mooncake client of MooncakeStoreConnector (kvtest.store): mock | real | auto (the mock client when
     # the master answers the mock protocol); auto lets a cluster file swap only the master's impl
     sim_store: str = "auto"
-    sim_kv_put_delay_ms: float = 0.0  # V1 store puts start this long after the request finished
-    sim_kv_put_sync: bool = False  # V1 store puts finish before the first token (vLLM: after the answer)
+    # V1 store puts: 0 = done before the prefill's first token; > 0 = land this long after the prefill,
+    # in the background (a decode that looks up sooner misses them)
+    sim_kv_put_delay_ms: float = 0.0
     sim_kv_load_fail_rate: float = 0.0  # share of KV loads where every block fails
     sim_kv_load_partial_rate: float = 0.0  # share of KV loads where the second half of the blocks fails
     sim_kv_store_unavailable: bool = False  # every store call fails (lookup finds nothing, puts fail)
@@ -196,7 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
         "never-ready",
         "kv-store-unavailable",
         "kv-bootstrap-fail",
-        "kv-put-sync",
     ):
         p.add_argument(f"--sim-{name}", action="store_true", default=None)
     return p

@@ -48,7 +48,7 @@ async def test_two_runs_through_the_proxy_match_the_model_on_every_node(strategy
 @pytest.mark.parametrize(("strategy", "batch"), [("RR", 1), ("Designate", 10)])
 async def test_store_connector_external_counters_match_the_model(tmp_path, strategy, batch):
     """connector="store": every node runs MooncakeStoreConnector against one mock master with a common
-    PYTHONHASHSEED; puts finish before the prefill answers (--sim-kv-put-sync) so the model's
+    PYTHONHASHSEED; puts finish before the prefill answers (the default put delay 0) so the model's
     "the puts landed" assumption holds. The prefill nodes look the store up too (vLLM's enable_lookup)."""
     import json
 
@@ -62,7 +62,11 @@ async def test_store_connector_external_counters_match_the_model(tmp_path, strat
         env = {"MOONCAKE_CONFIG_PATH": str(mc), "PYTHONHASHSEED": "0"}
         kv = {"kv_connector": "MooncakeStoreConnector", "kv_role": "kv_both"}
         async with fake_vllm_nodes(
-            4, model="tiny", block_size=16, sim_env=env, kv_transfer_config=kv, sim_kv_put_sync=True
+            4,
+            model="tiny",
+            block_size=16,
+            sim_env=env,
+            kv_transfer_config=kv,
         ) as nodes:
             hostports = [n.url.removeprefix("http://") for n in nodes]
             prefill, decode = hostports[:2], hostports[2:]

