@@ -124,3 +124,33 @@ async def test_mooncake_flow_pushes_on_one_transfer_id(stack: AsyncExitStack) ->
     assert metric(dm, "vllm:external_prefix_cache_hits_total") == n
     assert p.connector.sent == 1  # type: ignore[union-attr]
     assert not p.engine.delayed_free
+
+
+async def test_store_flow_v0_the_seeds_connector(stack: AsyncExitStack, master_env: Any) -> None:
+    # VLLM_USE_V1=0: the seed's V0 connector; the decode loads the whole prompt and skips its forward pass
+    env = master_env | {"VLLM_USE_V1": "0"}
+    p, _d, proxy = await pd_pair(
+        stack, "MooncakeStoreConnector", env, "store", enable_prompt_tokens_details=True
+    )
+    async with httpx.AsyncClient(timeout=15) as c:
+        r = await c.post(
+            proxy.url_for("v1/completions"), json={"model": MODEL, "prompt": PROMPT, "max_tokens": 3}
+        )
+    assert r.status_code == 200, r.text
+    usage = r.json()["usage"]
+    assert usage["prompt_tokens_details"]["cached_tokens"] == usage["prompt_tokens"]
+    assert p.connector.put_codes == {0: 2}  # type: ignore[union-attr]  # the KV and the hidden states
+
+
+async def test_store_flow_example_connector(stack: AsyncExitStack, tmp_path: Path) -> None:
+    kv = {"kv_connector_extra_config": {"shared_storage_path": str(tmp_path)}}
+    _p, d, proxy = await pd_pair(stack, "ExampleConnector", {}, "store", kv=kv)
+    prompt = "x " * 40  # a length where the save and lookup alignments agree (example.py)
+    async with httpx.AsyncClient(timeout=15) as c:
+        r = await c.post(
+            proxy.url_for("v1/completions"), json={"model": MODEL, "prompt": prompt, "max_tokens": 3}
+        )
+        dm = await scrape(c, d)
+    assert r.status_code == 200, r.text
+    n = r.json()["usage"]["prompt_tokens"]
+    assert metric(dm, "vllm:external_prefix_cache_hits_total") == (n - 2) // 16 * 16 > 0
