@@ -1,8 +1,10 @@
 """Injected faults (llm-d-inference-sim's failures.go, widened): what can go wrong, and a seeded draw.
 
 Set by `--sim-fail-rate/--sim-fail-status/--sim-delay-ms/--sim-hang-rate/--sim-drop-rate/
---sim-drop-after-tokens/--sim-never-ready`, or at run time with `POST /sim/faults` (a JSON object with
-any of the field names below; admin endpoints need `--sim-enable-admin`).
+--sim-drop-after-tokens/--sim-never-ready` (KV-connector faults: `--sim-kv-load-fail-rate/
+--sim-kv-load-partial-rate/--sim-kv-store-unavailable/--sim-kv-bootstrap-fail`), or at run time with
+`POST /sim/faults` (a JSON object with any of the field names below; admin endpoints need
+`--sim-enable-admin`).
 """
 
 from __future__ import annotations

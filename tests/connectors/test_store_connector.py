@@ -187,3 +187,25 @@ async def test_no_mooncake_config_path_fails_startup() -> None:
     with pytest.raises(ValueError, match="MOONCAKE_CONFIG_PATH"):
         async with node(STORE, "kv_both", {}):
             pass
+
+
+async def test_partial_load_counts_failed_keys_and_recomputes_the_rest(mooncake_json: Path) -> None:
+    e = env(mooncake_json)
+    kv = {"kv_load_failure_policy": "recompute"}
+    async with (
+        node(STORE, "kv_producer", e) as p,
+        node(STORE, "kv_consumer", e, kv=kv, sim_enable_admin=True) as d,
+        httpx.AsyncClient(timeout=15) as c,
+    ):
+        await complete(c, p)
+        await p.connector.drain()  # type: ignore[union-attr]
+        # switched on at run time, as a test of a live cluster would
+        assert (await c.post(d.url_for("sim/faults"), json={"kv_load_partial_rate": 1.0})).status_code == 200
+        r = await complete(c, d, max_tokens=2)
+        dm = await scrape(c, d)
+    assert r.status_code == 200
+    n = r.json()["usage"]["prompt_tokens"]
+    blocks = (n - 1) // 16
+    labels = {"operation": "load_get", "status": "partial_failure"}
+    assert metric(dm, "vllm:mooncake_store_operation_keys_total", **labels) == blocks
+    assert metric(dm, "vllm:mooncake_store_operation_failed_keys_total", **labels) == blocks - blocks // 2
