@@ -23,10 +23,10 @@ export KVTEST_CLUSTER_STATE
 KVTEST_CLUSTER_STATE="$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_dir"])' "$RUNS/local-cpu.up.json")/state.json"
 echo "test-real: local-cpu up after $(( $(date +%s) - t0 )) s (state $KVTEST_CLUSTER_STATE)"
 status=0
-$PY -m pytest -p no:xdist -p no:cacheprovider -m real tests/real "$@" || status=$?
+$PY -m pytest -rsx -p no:xdist -p no:cacheprovider -m real tests/real "$@" || status=$?
 if compgen -G "tests/scenarios/test_*.py" > /dev/null; then
-  $PY -m pytest -p no:xdist -p no:cacheprovider --cluster "$CLUSTER" tests/scenarios || status=$?
-  env -u KVTEST_CLUSTER_STATE $PY -m pytest -p no:xdist -p no:cacheprovider --cluster sim tests/scenarios \
+  $PY -m pytest -rsx -p no:xdist -p no:cacheprovider --cluster "$CLUSTER" tests/scenarios || status=$?
+  env -u KVTEST_CLUSTER_STATE $PY -m pytest -rsx -p no:xdist -p no:cacheprovider --cluster sim tests/scenarios \
     || status=$?
 fi
 echo "test-real: finished in $(( $(date +%s) - t0 )) s, status $status"

@@ -113,11 +113,18 @@ class Cluster:
         return self.run_dir / "logs" / f"{name}.log"
 
     # --- store -----------------------------------------------------------------------------------
-    def store(self, local_hostname: str | None = None) -> Any:
+    def store(self, local_hostname: str | None = None, global_segment_size: int = 0) -> Any:
         """A set-up store client of this cluster's master (mock or real); the caller close()s it.
 
         Opens the class the master's impl pairs with: mooncake.store.MooncakeDistributedStore for
         the real master, simulators.mooncake's for the mock (same methods and return codes).
+
+        By default it mounts no segment (a pure client: its puts land in the nodes' segments). A
+        short-lived client that mounts one leaves it behind: the real master kept the segment of a
+        closed probe client after declaring the client expired (no unmount_expired_mem_segment in
+        its log), went on placing vLLM's puts there, and those transfers stalled 30 s each
+        (ClientSession: no transfer progress within 30s) until decode gets failed LEASE_EXPIRED and
+        vLLM answered 500 (ci/real-cpu/README.md, finding 4).
         """
         if not self.mooncake_config or not self.master_address:
             raise RuntimeError(f"cluster {self.name!r} has no mooncake_master")
@@ -132,7 +139,7 @@ class Cluster:
         rc = store.setup(
             local_hostname or cfg["local_hostname"],
             cfg["metadata_server"],
-            parse_size(cfg["global_segment_size"]),
+            global_segment_size,
             parse_size(cfg["local_buffer_size"]),
             cfg["protocol"],
             cfg.get("device_name", ""),
