@@ -222,6 +222,30 @@ def _gauge(out: list[str], name: str, doc: str, samples: list[tuple[list[tuple[s
         out.append(f"{name}{_labels(labels)} {_fmt(v)}\n")
 
 
+def _v0_counters(m: EngineMetrics, mb: list[tuple[str, str]], out: list[str]) -> None:
+    """The V0 engine's counters, as vLLM 0.9.2 exported them (vllm/engine/metrics.py `Metrics`):
+    label model_name only, no engine label, and no `_created` series (that module calls
+    prometheus_client.disable_created_metrics()). The seed's nodes (VLLM_USE_V1=0) served these."""
+
+    def counter(name: str, doc: str, samples: list[tuple[list[tuple[str, str]], float]]) -> None:
+        out.append(f"# HELP {name}_total {doc}\n# TYPE {name}_total counter\n")
+        for labels, v in samples:
+            out.append(f"{name}_total{_labels(labels)} {_fmt(v)}\n")
+
+    _gauge(out, "vllm:num_requests_swapped", "Number of requests swapped to CPU.", [(mb, 0)])
+    _gauge(out, "vllm:cpu_cache_usage_perc", "CPU KV-cache usage. 1 means 100 percent usage.", [(mb, 0.0)])
+    counter(
+        "vllm:num_preemptions", "Cumulative number of preemption from the engine.", [(mb, m.num_preemptions)]
+    )
+    counter("vllm:prompt_tokens", "Number of prefill tokens processed.", [(mb, m.prompt_tokens)])
+    counter("vllm:generation_tokens", "Number of generation tokens processed.", [(mb, m.generation_tokens)])
+    counter(
+        "vllm:request_success",
+        "Count of successfully processed requests.",
+        [([*mb, ("finished_reason", r)], v) for r, v in m.request_success.items()],
+    )
+
+
 def render(
     m: EngineMetrics,
     *,
@@ -369,6 +393,7 @@ def render(
                 "Number of requests waiting to be processed.",
                 [(mb, waiting)],
             )
+            _v0_counters(m, mb, out)
     if extra is not None:
         extra(out)
     return "".join(out)

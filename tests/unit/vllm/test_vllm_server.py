@@ -568,3 +568,19 @@ async def test_api_key_guards_v1_paths_like_vllm() -> None:
         assert (await c.get("/health")).status_code == 200  # only /v1 is guarded
         m = await c.get("/metrics")
         assert m.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def test_v0_mode_serves_the_v0_engine_counters_without_engine_label() -> None:
+    """--sim-metrics v0 is what the seed's VLLM_USE_V1=0 nodes served (vLLM 0.9.2
+    vllm/engine/metrics.py): request and token counters labelled by model_name only, so a
+    scraper can count a V0 node's requests; no V1 prefix_cache_* counters."""
+    async with serve(sim_metrics="v0", block_size=4) as (_, c):
+        for _ in range(3):
+            await c.post("/v1/completions", json={"prompt": "abcdefgh", "max_tokens": 2})
+        m = (await c.get("/metrics")).text
+        assert metric(m, "vllm:request_success_total", model_name="tiny", finished_reason="length") == 3
+        assert metric(m, "vllm:prompt_tokens_total", model_name="tiny") == 24
+        assert metric(m, "vllm:generation_tokens_total", model_name="tiny") == 6
+        assert 'engine="0"' not in m
+        assert "vllm:prefix_cache_queries_total" not in m
+        assert "_created" not in m
