@@ -368,6 +368,8 @@ def _render_node(
             env["VLLM_MOONCAKE_BOOTSTRAP_PORT"] = str(bootstrap)
             ports.append(bootstrap)
         kv_config: dict[str, Any] = {"kv_connector": node.connector, "kv_role": node.effective_kv_role}
+        if node.kv_load_failure_policy:
+            kv_config["kv_load_failure_policy"] = node.kv_load_failure_policy
         if extra:
             kv_config["kv_connector_extra_config"] = extra
         argv += ["--kv-transfer-config", json.dumps(kv_config, separators=(",", ":"))]

@@ -115,6 +115,9 @@ class Node(_Model):
     connector: Connector | None = None
     kv_role: KVRole | None = None  # default follows role: prefill->kv_producer, decode->kv_consumer
     kv_connector_extra_config: dict[str, Any] = Field(default_factory=dict)
+    # vLLM's KVTransferConfig.kv_load_failure_policy: "fail" (vLLM's default) answers a request whose
+    # KV load failed with an error, "recompute" computes the failed blocks locally instead
+    kv_load_failure_policy: Literal["fail", "recompute"] | None = None
     bootstrap_port: int | None = None  # MooncakeConnector: VLLM_MOONCAKE_BOOTSTRAP_PORT
     lookup_rpc_port: int | None = None  # MooncakeStoreConnector: must differ per instance on a host
     args: list[str] = Field(default_factory=list)

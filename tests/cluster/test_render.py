@@ -65,6 +65,16 @@ def test_node_command_line_and_kv_transfer_config(tmp_path: Path) -> None:
     assert argv[-2:] == ["--block-size", "32"]
 
 
+def test_kv_load_failure_policy_goes_into_the_kv_transfer_config(tmp_path: Path) -> None:
+    data = spec_with("real", "real")
+    data["node_defaults"]["kv_load_failure_policy"] = "recompute"
+    la = launches(data, tmp_path)
+    kv = json.loads(la["d0"].argv[la["d0"].argv.index("--kv-transfer-config") + 1])
+    assert kv["kv_load_failure_policy"] == "recompute"
+    plain = launches(spec_with("real", "real"), tmp_path)["d0"].argv
+    assert "kv_load_failure_policy" not in json.loads(plain[plain.index("--kv-transfer-config") + 1])
+
+
 def test_every_vllm_node_gets_the_same_hash_seed(tmp_path: Path) -> None:
     plan = render(load_cluster(ROOT / "fixtures/clusters/seed.yaml"), tmp_path)
     seeds = {la.env.get("PYTHONHASHSEED") for la in plan.launches if la.kind == "vllm"}
