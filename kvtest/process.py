@@ -169,17 +169,19 @@ class ManagedProcess:
             time.sleep(interval)
 
     async def wait_ready_async(
-        self, probe: Callable[[], Awaitable[bool]], timeout: float, interval: float = 0.05
+        self, probe: Callable[[], Awaitable[bool]], within: float, interval: float = 0.05
     ) -> float:
+        """wait_ready for event-loop code: same errors, the probe awaited. The deadline is checked
+        here rather than with asyncio.timeout so that "exited" is told apart from "timed out"."""
         t0 = time.monotonic()
-        deadline = t0 + timeout
+        deadline = t0 + within
         while True:
             if self.poll() is not None:
                 raise self._exited_error() from None
             if await probe():
                 return time.monotonic() - t0
             if time.monotonic() > deadline:
-                raise self._timeout_error(timeout) from None
+                raise self._timeout_error(within) from None
             await asyncio.sleep(interval)
 
     def __enter__(self) -> ManagedProcess:
