@@ -99,7 +99,7 @@ def test_etcd_metadata_server_in_mooncake_json(tmp_path: Path) -> None:
     p0 = next(la for la in plan.launches if la.name == "p0")
     cfg = json.loads(next(iter(p0.files.values())))
     assert cfg["metadata_server"] == "etcd://" + plan.etcd_url.removeprefix("http://")
-    assert [la.kind for la in plan.launches] == ["etcd", "master", "vllm", "vllm", "vllm", "vllm", "proxy"]
+    assert [la.kind for la in plan.launches] == ["etcd", "master", "vllm", "vllm", "proxy"]
 
 
 def test_proxy_command_line(tmp_path: Path) -> None:

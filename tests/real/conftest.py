@@ -59,7 +59,7 @@ def local_cpu(request: pytest.FixtureRequest) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def sim(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """sim.yaml: local-cpu.yaml's topology on the fake vLLM and the mock master."""
+    """sim.yaml: local-cpu.yaml's model and flags on the fake vLLM and the mock master (2P+2D)."""
     yield from launch("sim", request)
 
 
