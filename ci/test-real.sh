@@ -17,13 +17,16 @@ export KVTEST_REQUIRE=${KVTEST_REQUIRE:-real}
 export KVTEST_CI=${KVTEST_CI:-1}
 CLUSTER=fixtures/clusters/local-cpu.yaml
 RUNS=runs
+mkdir -p "$RUNS"  # the redirect below opens its file before `cluster up` could make the folder
 $PY -m kvtest cluster up --cluster "$CLUSTER" --runs "$RUNS" > "$RUNS/local-cpu.up.json"
 trap '$PY -m kvtest cluster down --cluster "$CLUSTER" --runs "$RUNS" || true' EXIT
 export KVTEST_CLUSTER_STATE
 KVTEST_CLUSTER_STATE="$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_dir"])' "$RUNS/local-cpu.up.json")/state.json"
 echo "test-real: local-cpu up after $(( $(date +%s) - t0 )) s (state $KVTEST_CLUSTER_STATE)"
 status=0
-$PY -m pytest -rsx -p no:xdist -p no:cacheprovider -m real tests/real "$@" || status=$?
+# + the fake's block hashes against real vLLM's own hash_block_tokens (imports vllm: ~10 s)
+$PY -m pytest -rsx -p no:xdist -p no:cacheprovider -m real tests/real \
+  tests/unit/vllm/test_vllm_hashing_vs_real.py "$@" || status=$?
 if compgen -G "tests/scenarios/test_*.py" > /dev/null; then
   $PY -m pytest -rsx -p no:xdist -p no:cacheprovider --cluster "$CLUSTER" tests/scenarios || status=$?
   env -u KVTEST_CLUSTER_STATE $PY -m pytest -rsx -p no:xdist -p no:cacheprovider --cluster sim tests/scenarios \
