@@ -30,6 +30,7 @@ from kvtest.proxy.designation import parse_designation
 from kvtest.proxy.errors import ProxyError, backend_message, error_body, leg_http_error
 from kvtest.proxy.metrics import ProxyMetrics
 from kvtest.proxy.routing import Router
+from kvtest.service import AsyncService
 
 log = logging.getLogger("kvtest.proxy")
 
@@ -38,7 +39,7 @@ _MAX_PENDING_EVENT = 4 * 1024 * 1024
 _JSON = "application/json"
 
 
-class PDProxy:
+class PDProxy(AsyncService):
     def __init__(self, config: ProxyConfig):
         self.config = config
         self.router = Router(config)
@@ -107,16 +108,6 @@ class PDProxy:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-    async def __aenter__(self) -> PDProxy:
-        try:
-            return await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @property
     def session(self) -> aiohttp.ClientSession:

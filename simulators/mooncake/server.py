@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from kvtest.service import AsyncService
+
 from . import metrics
 from .errors import ErrorCode, MasterError
 from .flags import MasterConfig
@@ -62,7 +64,7 @@ async def _plain_not_found(request: web.Request, handler: Any) -> web.StreamResp
         return web.Response(status=404, text="404 Not Found")
 
 
-class MockMooncakeMaster:
+class MockMooncakeMaster(AsyncService):
     def __init__(self, cfg: MasterConfig, logger: logging.Logger | None = None) -> None:
         self.cfg = cfg
         self.log = logger or log
@@ -135,16 +137,6 @@ class MockMooncakeMaster:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
-
-    async def __aenter__(self) -> MockMooncakeMaster:
-        try:
-            return await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def _loop(self, period: float, fn: Any) -> None:
         while True:

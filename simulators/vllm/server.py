@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from kvtest.service import AsyncService
 from simulators.vllm.config import SimConfig
 from simulators.vllm.connectors import ConnectorBase, GenerationError, build_connector
 from simulators.vllm.engine import Engine
@@ -63,7 +64,7 @@ def _error(e: ApiError) -> web.Response:
     return _json(e.body(), e.status)
 
 
-class FakeVLLMServer:
+class FakeVLLMServer(AsyncService):
     """A fake `vllm serve` on one port. start()/stop(), or `async with`."""
 
     def __init__(self, cfg: SimConfig | None = None, kv_connector: KVConnector | None = None) -> None:
@@ -154,16 +155,6 @@ class FakeVLLMServer:
             await runner.cleanup()
         if isinstance(self.connector, ConnectorBase):
             await self.connector.stop()
-
-    async def __aenter__(self) -> FakeVLLMServer:
-        try:
-            return await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:

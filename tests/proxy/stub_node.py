@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from kvtest.service import AsyncService
+
 MODES = (
     "ok",  # answer normally
     "status",  # answer `status` with a vLLM-style error body
@@ -44,7 +46,7 @@ class Seen:
     at: float = field(default_factory=time.monotonic)
 
 
-class StubNode:
+class StubNode(AsyncService):
     def __init__(
         self, *, bootstrap: bool = False, engine_id: str = "engine-0", tokens: int = 4, dp_size: int = 1
     ):
@@ -103,16 +105,6 @@ class StubNode:
             if runner is not None:
                 await runner.cleanup()
         self._runner = self._boot_runner = None
-
-    async def __aenter__(self) -> StubNode:
-        try:
-            return await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- handlers ------------------------------------------------------------------------------------
     async def _health(self, request: web.Request) -> web.Response:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from kvtest.service import AsyncService
 
-class SideChannel:
+
+class SideChannel(AsyncService):
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
@@ -25,16 +27,6 @@ class SideChannel:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
-
-    async def __aenter__(self) -> SideChannel:
-        try:
-            return await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:
