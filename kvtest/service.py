@@ -1,4 +1,4 @@
-"""The lifecycle every in-process service shares (STYLE.md §1, testcontainers' DockerContainer):
+"""The lifecycle every service shares (STYLE.md §1, testcontainers' DockerContainer):
 `start()` and `stop()` coroutines, and `async with` that stops what a failed start left behind.
 
     class FakeThing(AsyncService):
@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Self
 
 
@@ -30,3 +31,34 @@ class AsyncService:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+class SyncService:
+    """The same for a service whose start()/stop() block (it launches a process and polls it):
+    `with` as is, `async with` in a worker thread so the event loop keeps running."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await asyncio.to_thread(self.start)
+        except BaseException:
+            self.stop()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)

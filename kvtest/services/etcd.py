@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from typing import Any
 
 from kvtest.ports import free_port
 from kvtest.process import ManagedProcess, ReadyTimeoutError, http_ok
+from kvtest.service import SyncService
 
 ETCD_IMAGE = "quay.io/coreos/etcd:v3.5.17"
 
@@ -43,7 +43,7 @@ def docker_available() -> bool:
         return False
 
 
-class EtcdServer:
+class EtcdServer(SyncService):
     def __init__(
         self, cfg: EtcdConfig | None = None, *, log_dir: Path | None = None, wrap: Sequence[str] = ()
     ) -> None:
@@ -123,23 +123,3 @@ class EtcdServer:
         if self._container is not None:
             self._container.stop()
             self._container = None
-
-    def __enter__(self) -> EtcdServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> EtcdServer:
-        try:
-            return await asyncio.to_thread(self.start)
-        except BaseException:
-            self.stop()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)

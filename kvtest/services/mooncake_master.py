@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from kvtest.ports import free_port
 from kvtest.process import ManagedProcess, ReadyTimeoutError, http_ok
+from kvtest.service import SyncService
 
 Impl = Literal["real", "mock"]
 
@@ -39,7 +40,7 @@ def _flag(name: str, value: Any) -> str:
     return f"--{name}={value}"
 
 
-class MooncakeMaster:
+class MooncakeMaster(SyncService):
     def __init__(
         self,
         impl: Impl = "mock",
@@ -183,26 +184,6 @@ class MooncakeMaster:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> MooncakeMaster:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> MooncakeMaster:
-        try:
-            return await asyncio.to_thread(self.start)
-        except BaseException:
-            self.stop()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 def _answers(url: str) -> bool:

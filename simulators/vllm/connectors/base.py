@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from simulators.vllm.kv_connector import NoKVConnector
 from simulators.vllm.request import SimRequest
 
 if TYPE_CHECKING:
@@ -71,9 +72,10 @@ class TransferConfig:
         return self.kv_role in ("kv_consumer", "kv_both")
 
 
-class ConnectorBase:
-    """Default hook bodies; a connector overrides what it does. The engine binds itself with `bind()`;
-    the server calls `start()`/`stop()` around its own and appends `metrics_text()` to /metrics."""
+class ConnectorBase(NoKVConnector):
+    """NoKVConnector's no-op hooks plus what a real connector needs; a connector overrides what it
+    does. The engine binds itself with `bind()`; the server calls `start()`/`stop()` around its own
+    and appends `metrics_text()` to /metrics."""
 
     def __init__(self, tc: TransferConfig, env: dict[str, str] | None = None) -> None:
         self.tc = tc
@@ -94,25 +96,6 @@ class ConnectorBase:
     async def prepare(self, request: SimRequest) -> None:
         """Before the request enters the waiting queue: an async lookup (vLLM's lookup_async)."""
         return None
-
-    def get_num_new_matched_tokens(self, request: SimRequest, num_local_computed_tokens: int) -> int | None:
-        return 0
-
-    def update_state_after_alloc(
-        self, request: SimRequest, block_ids: list[int], num_external_tokens: int
-    ) -> None:
-        return None
-
-    async def load_kv(self, request: SimRequest, num_external_tokens: int) -> None:
-        return None
-
-    async def save_kv(self, request: SimRequest, block_ids: list[int]) -> None:
-        return None
-
-    def request_finished(
-        self, request: SimRequest, block_ids: list[int]
-    ) -> tuple[bool, dict[str, Any] | None]:
-        return False, None
 
     def render_metrics(self, base: list[tuple[str, str]], out: list[str]) -> None:
         """Connector series appended to /metrics (labels model_name, engine first, as vLLM's)."""
