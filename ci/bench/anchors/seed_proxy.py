@@ -1,6 +1,6 @@
 # Copied from /work/shared/anchors/seed_proxy.py (itself the seed's proxy_server.py from seed.md,
 # "Disaggregated Serving with Mooncake-transfer-engine", made runnable with addresses from the environment).
-# It is the anchor of bench/bench_proxy.py: behaviour deliberately unchanged, bugs included (an error
+# It is the anchor of ci/bench/bench_proxy.py: behaviour deliberately unchanged, bugs included (an error
 # returns 200 with no body; a new ClientSession per leg). Kept here so the project does not depend on
 # shared/. Needs quart and aiohttp (the dev extra).
 # ruff: noqa

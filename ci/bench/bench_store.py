@@ -8,7 +8,7 @@ master's RSS at the end, as the median of --rounds rounds that alternate mock an
 shared: interleaving spreads a noisy neighbour over both). Targets: mock >= 5,000 is_exist/s, mock >= 0.3x
 the real put/get MB/s.
 
-Usage: .venv/bin/python bench/bench_store.py [--seconds S] [--rounds N]
+Usage: .venv/bin/python ci/bench/bench_store.py [--seconds S] [--rounds N]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from kvtest.services import MooncakeMaster, mooncake_master_binary  # noqa: E402

@@ -6,7 +6,7 @@
   connections from a separate load-generator process (aiohttp);
 - nodes per process: 64 in-process nodes (fake_vllm_nodes), one request each, RSS.
 
-Usage: .venv/bin/python bench/bench_fake_vllm.py [--duration S] [--concurrency N] [--skip-real]
+Usage: .venv/bin/python ci/bench/bench_fake_vllm.py [--duration S] [--concurrency N] [--skip-real]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from kvtest.ports import free_port  # noqa: E402

@@ -1,4 +1,4 @@
-"""Benchmark kvtest's proxy against the seed's proxy (bench/anchors/seed_proxy.py), same nodes, same run.
+"""Benchmark kvtest's proxy against the seed's proxy (ci/bench/anchors/seed_proxy.py), same nodes, same run.
 
 Two fake vLLM processes (prefill, decode; latency model off) serve both proxies, store flow (the seed's:
 prefill with max_tokens=1, then decode). The load comes from a separate process (aiohttp):
@@ -7,7 +7,7 @@ prefill with max_tokens=1, then decode). The load comes from a separate process 
   prefill max_tokens=1, then decode), the kvtest proxy and the seed's proxy; added = a proxy's latency
   minus the direct pair's in the same round, p50/p99 of those differences; target: added p50 <= 1 ms.
 
-Usage: .venv/bin/python bench/bench_proxy.py [--duration S] [--concurrency N]
+Usage: .venv/bin/python ci/bench/bench_proxy.py [--duration S] [--concurrency N]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from kvtest.ports import free_port  # noqa: E402
@@ -209,7 +209,7 @@ def main() -> int:
         procs.append(spawn(kvtest_cmd, f"http://127.0.0.1:{k_port}/health"))
         kvtest_proc = procs[-1]
         env = {**os.environ, "PREFILL_URL": p_url, "DECODE_URL": d_url, "PORT": str(s_port)}
-        seed_cmd = [sys.executable, str(ROOT / "bench/anchors/seed_proxy.py")]
+        seed_cmd = [sys.executable, str(ROOT / "ci/bench/anchors/seed_proxy.py")]
         # The seed's proxy has no GET route: any answer below 500 (its 405/404) means it is up.
         procs.append(spawn(seed_cmd, f"http://127.0.0.1:{s_port}/v1/completions", env=env))
         proxy_procs = {"kvtest": kvtest_proc, "seed": procs[-1]}
