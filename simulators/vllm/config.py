@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,29 @@ class SimConfig:
             raise ValueError(f"sim_store must be mock, real or auto, not {self.sim_store!r}")
         if self.prefix_caching_hash_algo not in ("sha256", "sha256_cbor", "xxhash", "xxhash_cbor"):
             raise ValueError(f"unsupported prefix_caching_hash_algo {self.prefix_caching_hash_algo!r}")
+        self._check_max_model_len()
+
+    def _check_max_model_len(self) -> None:
+        """vLLM refuses to start when --max-model-len exceeds what the model's config.json derives
+        (vllm/config/model.py, _get_and_verify_max_len; measured with vLLM 0.25.1 on an H100 when a
+        cluster file asked 4096 of tiny-llama's 2048), unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1."""
+        if not self.max_model_len:
+            return
+        env = os.environ if self.sim_env is None else self.sim_env
+        if env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "0") in ("1", "true", "True"):
+            return
+        cfg = Path(self.model) / "config.json"
+        try:
+            derived = json.loads(cfg.read_text()).get("max_position_embeddings") if cfg.is_file() else None
+        except (ValueError, OSError):
+            return
+        if derived and self.max_model_len > int(derived):
+            raise ValueError(
+                f"User-specified max_model_len ({self.max_model_len}) is greater than the derived "
+                f"max_model_len (max_position_embeddings={float(derived)} or model_max_length=None in "
+                "model's config.json). To allow overriding this maximum, set the env var "
+                "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1."
+            )
 
     @property
     def model_names(self) -> list[str]:

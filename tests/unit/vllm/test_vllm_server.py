@@ -584,3 +584,17 @@ async def test_v0_mode_serves_the_v0_engine_counters_without_engine_label() -> N
         assert 'engine="0"' not in m
         assert "vllm:prefix_cache_queries_total" not in m
         assert "_created" not in m
+
+
+def test_max_model_len_above_the_model_dir_is_refused_like_vllm() -> None:
+    """vLLM exits at start-up when --max-model-len exceeds config.json's max_position_embeddings
+    (seen on the H100 with vLLM 0.25.1 for 4096 > tiny-llama's 2048); VLLM_ALLOW_LONG_MAX_MODEL_LEN=1
+    lifts it. A cluster file that works on the fake must not fail on the real thing."""
+    from simulators.vllm.config import SimConfig
+
+    model = str(Path(__file__).resolve().parents[3] / "fixtures/models/tiny-llama")
+    with pytest.raises(ValueError, match=r"User-specified max_model_len \(4096\) is greater than"):
+        SimConfig(model=model, max_model_len=4096, sim_env={})
+    assert SimConfig(model=model, max_model_len=4096, sim_env={"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"})
+    assert SimConfig(model=model, max_model_len=2048, sim_env={}).resolved_max_model_len() == 2048
+    assert SimConfig(model="tiny", max_model_len=100_000, sim_env={})  # bare name: no config.json
