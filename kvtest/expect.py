@@ -91,7 +91,27 @@ def _count(output: Output) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- V1 model
-class V1Node:
+class _BlockIds:
+    """What both engines do first when they need a block: reuse a freed block that carries no hash,
+    else take a never-used one while the pool has any (`fresh` None: an unbounded pool). Only then
+    does each evict a cached block, by its own rule."""
+
+    unhashed: list[int]
+    fresh: int | None
+    _next_id: int
+
+    def _unused_block(self) -> int | None:
+        if self.unhashed:
+            return self.unhashed.pop()
+        if self.fresh is None or self.fresh > 0:
+            if self.fresh is not None:
+                self.fresh -= 1
+            self._next_id += 1
+            return self._next_id - 1
+        return None
+
+
+class V1Node(_BlockIds):
     """vLLM V1 prefix cache of one node: counters in tokens, finite pool with the LRU free queue."""
 
     def __init__(
@@ -114,13 +134,9 @@ class V1Node:
         self.external_queries = self.external_hits = 0
 
     def _pop(self) -> int:
-        if self.unhashed:
-            return self.unhashed.pop()
-        if self.fresh is None or self.fresh > 0:
-            if self.fresh is not None:
-                self.fresh -= 1
-            self._next_id += 1
-            return self._next_id - 1
+        bid = self._unused_block()
+        if bid is not None:
+            return bid
         if not self.free:
             raise ValueError("request does not fit in the node's KV pool (vLLM would never schedule it)")
         bid, _ = self.free.popitem(last=False)
@@ -215,7 +231,7 @@ class V0HitRate:
         return (done + part) / total
 
 
-class V0Node:
+class V0Node(_BlockIds):
     """vLLM 0.9.2 (V0) prefix-caching block allocator of one node: block queries and hits."""
 
     def __init__(self, block_size: int, num_gpu_blocks: int | None = None) -> None:
@@ -233,13 +249,9 @@ class V0Node:
         self.rate = V0HitRate()
 
     def _alloc(self) -> int:
-        if self.unhashed:
-            return self.unhashed.pop()
-        if self.fresh is None or self.fresh > 0:
-            if self.fresh is not None:
-                self.fresh -= 1
-            self._next_id += 1
-            return self._next_id - 1
+        bid = self._unused_block()
+        if bid is not None:
+            return bid
         if not self.evictor:
             raise ValueError("request does not fit in the node's KV pool")
         # Oldest access first; among equals the block with the most hashed tokens (deepest) goes first.
