@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from kvtest import interrupts
+
 STOP_GRACE_S = 8.0
 
 
@@ -160,13 +162,14 @@ class ManagedProcess:
         t0 = time.monotonic()
         deadline = t0 + timeout
         while True:
+            interrupts.check()
             if self.poll() is not None:
                 raise self._exited_error() from None
             if probe():
                 return time.monotonic() - t0
             if time.monotonic() > deadline:
                 raise self._timeout_error(timeout) from None
-            time.sleep(interval)
+            interrupts.sleep(interval)
 
     async def wait_ready_async(
         self, probe: Callable[[], Awaitable[bool]], within: float, interval: float = 0.05
@@ -176,6 +179,7 @@ class ManagedProcess:
         t0 = time.monotonic()
         deadline = t0 + within
         while True:
+            interrupts.check()
             if self.poll() is not None:
                 raise self._exited_error() from None
             if await probe():

@@ -1,7 +1,9 @@
 """`kvtest cluster up|down|status|logs --cluster FILE`.
 
 up      start everything, print the proxy and node URLs, and return (processes keep running);
-        --foreground stays until Ctrl-C/SIGTERM and then takes the cluster down; --dry-run prints
+        --foreground stays until Ctrl-C/SIGTERM and then takes the cluster down (exit status 130
+        or 143, as a shell reports a process ended by that signal); Ctrl-C during the start stops
+        what was started, whatever was under way; --dry-run prints
         the rendered command lines and mooncake.json files and starts nothing.
 down    stop what the last `up` of that cluster started (from its state.json), from any shell.
 status  one line per process: name, URL, healthy or not.
@@ -13,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from kvtest import interrupts
 from kvtest.cluster.render import describe, render
 from kvtest.cluster.runner import down, new_run_dir, start, status
-from kvtest.cluster.schema import ClusterFileError, load_cluster, parse_cluster
+from kvtest.cluster.schema import ClusterFileError, ClusterSpec, load_cluster, parse_cluster
 from kvtest.netns import NetnsNetwork
 from kvtest.process import ProcessExitedError, ReadyTimeoutError, tail
 
@@ -50,47 +51,54 @@ def _up(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(describe(render(spec, (runs / f"dry-run-{spec.name}").resolve())))
         return 0
+    try:
+        with interrupts.deferred_interrupts():
+            return _start(spec, runs, args)
+    except interrupts.Interrupted as exc:
+        _say("interrupted, everything stopped")
+        return exc.exit_code
+
+
+def _start(spec: ClusterSpec, runs: Path, args: argparse.Namespace) -> int:
+    """Start, print the URLs, and (--foreground) serve until a signal; signals are deferred here, so
+    every wait below answers Ctrl-C/SIGTERM at once and the teardown runs to its end."""
     run_dir = Path(args.run_dir).resolve() if args.run_dir else new_run_dir(spec, runs)
     topology = NetnsNetwork.for_spec(spec).start() if spec.uses_netns else None
     runs.mkdir(parents=True, exist_ok=True)
     _pointer(runs, spec.name).write_text(str(run_dir) + "\n")
+    cluster = None
     try:
         cluster = start(spec, run_dir, cluster_file=str(args.cluster), log=_say)
+        print(
+            json.dumps(
+                {
+                    "run_dir": str(run_dir),
+                    "proxy_url": cluster.proxy_url,
+                    "nodes": {n.name: n.url for n in cluster.nodes},
+                    "ready_s": cluster.ready_s,
+                },
+                indent=2,
+            ),
+            flush=True,
+        )
+        if args.foreground:
+            _say("running until Ctrl-C or SIGTERM")
+            while True:
+                interrupts.sleep(3600.0)  # raises Interrupted on a signal
+        interrupts.check()  # a signal during the last steps of the start: take it all down
+        return 0
     except (ProcessExitedError, ReadyTimeoutError) as exc:
         _say(f"start failed, everything stopped:\n{exc}")
         if topology:
             topology.stop()
         return 1
-    except KeyboardInterrupt:
-        _say("interrupted, everything stopped")
+    except BaseException:
+        if cluster is not None:
+            cluster.stop()
+            _say("stopped")
         if topology:
             topology.stop()
-        return 130
-    print(
-        json.dumps(
-            {
-                "run_dir": str(run_dir),
-                "proxy_url": cluster.proxy_url,
-                "nodes": {n.name: n.url for n in cluster.nodes},
-                "ready_s": cluster.ready_s,
-            },
-            indent=2,
-        )
-    )
-    if not args.foreground:
-        return 0
-    stop_now = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop_now.set())
-    try:
-        stop_now.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        cluster.stop()
-        if topology:
-            topology.stop()
-        _say("stopped")
-    return 0
+        raise
 
 
 def _down(args: argparse.Namespace) -> int:

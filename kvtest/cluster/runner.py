@@ -5,7 +5,9 @@
 Order: etcd -> mooncake_master -> vLLM nodes (wave by wave: nodes sharing a GPU one after another)
 -> proxy. Each step polls its probe with a deadline and fails at once when a process exits, with
 the log tail in the error. On any failure, Ctrl-C (KeyboardInterrupt) or SIGTERM during the start,
-everything started so far is stopped in reverse order before the error propagates. The run
+everything started so far is stopped in reverse order before the error propagates: signals only
+ask to stop (kvtest.interrupts), and the readiness waits answer at once, so the teardown never runs
+behind a half-finished call and a second Ctrl-C cannot cut it short. The run
 directory (runs/<timestamp>-<cluster>/) gets plan.sh, logs/<name>.log and state.json; state.json
 lets `kvtest cluster down/status/logs` act from another shell.
 """
@@ -24,6 +26,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from kvtest import interrupts
 from kvtest.cluster.cluster import Cluster
 from kvtest.cluster.local import LocalLauncher
 from kvtest.cluster.render import Launch, Plan, Probe, describe, render
@@ -70,6 +73,7 @@ def wait_all_ready(handles: list[Handle], log: Callable[[str], None]) -> dict[st
     pending = {h.name: h for h in handles}
     ready: dict[str, float] = {}
     while pending:
+        interrupts.check()
         for name, h in list(pending.items()):
             code = h.poll()
             if code is not None:
@@ -87,39 +91,23 @@ def wait_all_ready(handles: list[Handle], log: Callable[[str], None]) -> dict[st
                     f"--- last lines of {h.log_path} ---\n{tail(h.log_path)}"
                 )
         if pending:
-            time.sleep(POLL_INTERVAL_S)
+            interrupts.sleep(POLL_INTERVAL_S)
     return ready
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM during a start, handled like Ctrl-C so the same teardown runs."""
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def raise_(signum: int, frame: object) -> None:
-        raise _Terminated(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, raise_)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def stop_all(handles: list[Handle], log: Callable[[str], None] = lambda _: None) -> None:
-    """Stop in reverse start order; keep going past a failing stop, then raise the first error."""
+    """Stop in reverse start order; keep going past a failing stop, then raise the first error.
+
+    Signals are deferred meanwhile: a Ctrl-C pressed during the teardown must not leave the rest
+    of the processes running (it is surfaced as Interrupted once everything is stopped)."""
     first: BaseException | None = None
-    for h in reversed(handles):
-        try:
-            h.stop()
-            log(f"stopped: {h.name}")
-        except BaseException as exc:
-            first = first or exc
+    with interrupts.deferred_interrupts():
+        for h in reversed(handles):
+            try:
+                h.stop()
+                log(f"stopped: {h.name}")
+            except Exception as exc:
+                first = first or exc
     if first is not None:
         raise first
 
@@ -161,13 +149,14 @@ def start(
     local, ssh = LocalLauncher(), SSHLauncher(run_dir)
     handles: list[Handle] = []
     cluster = _cluster_of(plan)
-    try:
-        with _sigterm_as_interrupt():
+    with interrupts.deferred_interrupts():
+        try:
             for kind in ORDER:
                 launches = [launch for launch in plan.launches if launch.kind == kind]
                 for wave in sorted({launch.wave for launch in launches}):
                     group: list[Handle] = []
                     for launch in (la for la in launches if la.wave == wave):
+                        interrupts.check()
                         launcher = ssh if launch.host.reach == "ssh" else local
                         log(f"start: {launch.name} on {launch.host.name}")
                         handle: Handle = launcher.spawn(launch, run_dir / "logs" / f"{launch.name}.log")
@@ -176,12 +165,14 @@ def start(
                     write_state(run_dir / "state.json", cluster, handles, cluster_file)
                     cluster.ready_s |= wait_all_ready(group, log)
             write_state(run_dir / "state.json", cluster, handles, cluster_file)
-    except BaseException:
-        log("start failed: stopping what was started")
-        with contextlib.suppress(Exception):
-            stop_all(handles, log)
-        _mark_stopped(run_dir)
-        raise
+            interrupts.check()
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            log(f"{'interrupted' if interrupted else 'start failed'}: stopping what was started")
+            with contextlib.suppress(Exception):
+                stop_all(handles, log)
+            _mark_stopped(run_dir)
+            raise
 
     def stop() -> None:
         try:

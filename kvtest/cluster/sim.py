@@ -23,6 +23,7 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+from kvtest import interrupts
 from kvtest.cluster.cluster import Cluster
 from kvtest.cluster.render import Launch, render
 from kvtest.cluster.runner import _cluster_of, new_run_dir
@@ -132,15 +133,18 @@ def sim_start(spec: ClusterSpec, run_dir: Path | None = None) -> Cluster:
             loop.close()
             _restore_env(previous)
 
-    try:
-        for kind in ("master", "vllm", "proxy"):  # the start order of the process launchers
-            for launch in (la for la in plan.launches if la.kind == kind):
-                service = _service(launch)
-                loop.run(service.start())
-                started.append(service)
-    except BaseException:
-        stop()
-        raise
+    with interrupts.deferred_interrupts():  # a Ctrl-C lands between services, never inside one
+        try:
+            for kind in ("master", "vllm", "proxy"):  # the start order of the process launchers
+                for launch in (la for la in plan.launches if la.kind == kind):
+                    interrupts.check()
+                    service = _service(launch)
+                    loop.run(service.start())
+                    started.append(service)
+            interrupts.check()
+        except BaseException:
+            stop()
+            raise
     cluster = _cluster_of(plan)
     cluster._stop = stop
     return cluster

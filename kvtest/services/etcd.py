@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kvtest import interrupts
 from kvtest.ports import free_port
 from kvtest.process import ManagedProcess, ReadyTimeoutError, http_ok
 from kvtest.service import SyncService
@@ -113,7 +114,7 @@ class EtcdServer(SyncService):
         while not probe():
             if time.monotonic() - t0 > timeout:
                 raise ReadyTimeoutError(f"etcd container not healthy in {timeout:.0f}s")
-            time.sleep(0.05)
+            interrupts.sleep(0.05)
         return time.monotonic() - t0
 
     def stop(self) -> None:

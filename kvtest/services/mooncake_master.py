@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from kvtest import interrupts
 from kvtest.ports import free_port
 from kvtest.process import ManagedProcess, ReadyTimeoutError, http_ok
 from kvtest.service import SyncService
@@ -141,7 +142,7 @@ class MooncakeMaster(SyncService):
             while not ready():
                 if time.monotonic() - t0 > timeout:
                     raise ReadyTimeoutError(f"in-process mock master not ready in {timeout:.1f}s")
-                time.sleep(0.01)
+                interrupts.sleep(0.01)
             return time.monotonic() - t0
         assert self.proc is not None, "start() first"
         return self.proc.wait_ready(ready, timeout)

@@ -1,6 +1,7 @@
 """A stand-in for `vllm serve` in launcher tests: `stub_serve.py serve MODEL --host H --port P [...]`.
 
-Answers GET /health with 200 (after --stub-delay seconds), ignores other flags; with --stub-exit N it
+Answers GET /health with 200 (503 until --stub-delay seconds have passed: a slow start), ignores
+other flags; with --stub-exit N it
 exits with N at once (a node that fails to start); with --stub-hang it never listens (a node that
 never becomes ready). Writes its pid to $STUB_PID_DIR/<port>.pid so tests can check for orphans.
 """
@@ -13,11 +14,14 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+READY_AT = 0.0
+
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = b"ok" if self.path == "/health" else b"vllm:prefix_cache_hits_total 0.0\n"
-        self.send_response(200)
+        starting = self.path == "/health" and time.monotonic() < READY_AT
+        self.send_response(503 if starting else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -34,7 +38,10 @@ def main() -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--stub-exit", type=int, default=None)
     p.add_argument("--stub-hang", action="store_true")
+    p.add_argument("--stub-delay", type=float, default=0.0)
     args, _ = p.parse_known_args()
+    global READY_AT
+    READY_AT = time.monotonic() + args.stub_delay
     pid_dir = os.environ.get("STUB_PID_DIR")
     if pid_dir:
         with open(os.path.join(pid_dir, f"{args.port}.pid"), "w") as fh:

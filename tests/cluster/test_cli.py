@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -87,57 +85,3 @@ def test_up_then_status_logs_down_from_other_shells(tmp_path: Path, stub_pids: P
         assert not pid_alive(int(pidfile.read_text()))
     after = kvtest("status", "--cluster", str(path), "--runs", str(runs))
     assert after.returncode == 2 and "state.json" in after.stderr
-
-
-@pytest.mark.usefixtures("real_store_tools")
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupting_a_start_leaves_no_orphans(tmp_path: Path, stub_pids: Path, sig: signal.Signals) -> None:
-    data = cluster_dict([], ["--stub-hang"], name=f"int-{os.getpid()}-{sig.value}")
-    data["nodes"][1]["ready_timeout_s"] = 120
-    path = write_cluster(tmp_path, data)
-    runs = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kvtest",
-            "cluster",
-            "up",
-            "--cluster",
-            str(path),
-            "--runs",
-            str(runs),
-            "--foreground",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        state_file = None
-        while time.monotonic() < deadline:  # wait until the hanging node has been launched
-            found = list(runs.glob("*/state.json"))
-            if (
-                found
-                and len(json.loads(found[0].read_text())["processes"]) == 4
-                and len(list(stub_pids.glob("*.pid"))) == 2
-            ):
-                state_file = found[0]
-                break
-            time.sleep(0.05)
-        assert state_file is not None, "the start never reached the nodes"
-        state = json.loads(state_file.read_text())
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
-    assert "interrupted, everything stopped" in err
-    for rec in state["processes"]:
-        assert not pid_alive(rec["pgid"]), rec
-        assert not any(port_is_open("127.0.0.1", p) for p in rec["ports"]), rec
-    for pidfile in stub_pids.glob("*.pid"):
-        assert not pid_alive(int(pidfile.read_text())), pidfile

@@ -21,13 +21,19 @@ def test_a_listening_port_is_never_handed_out(monkeypatch: pytest.MonkeyPatch) -
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        later = free_port()  # a port free now; free_port may only return it after skipping `taken`
-        picks = iter([taken, taken, later + 1 if later < 32767 else later - 1])
+        real = ports._pick
+        offered: list[int] = []
 
         class Chooser:
-            def choice(self, _: object) -> int:
-                return next(picks)
+            """Offers the busy port twice, then chooses as free_port normally does: a scripted
+            third port could itself be held by another xdist worker by then."""
+
+            def choice(self, candidates: range) -> int:
+                port = taken if len(offered) < 2 else real.choice(candidates)
+                offered.append(port)
+                return port
 
         monkeypatch.setattr(ports, "_pick", Chooser())
         port = free_port()
+        assert offered[:2] == [taken, taken]
         assert port != taken

@@ -1,0 +1,121 @@
+"""Ctrl-C and SIGTERM as a request to stop, answered at safe points, never as an exception thrown
+into whatever line happened to be running.
+
+    with deferred_interrupts():            # SIGINT/SIGTERM now only set a flag
+        for step in steps:
+            start(step)
+            wait_until(ready, deadline)     # wakes at once on a signal and raises Interrupted
+    # handlers restored; the caller's teardown runs in ordinary control flow
+
+Why: Python's default SIGINT handler (and a SIGTERM handler that raises) throws KeyboardInterrupt
+between any two bytecodes, also after a lock's __enter__ and before the `with` block protects it
+(CPython issue 29988). A start interrupted inside httpx's connection pool left its lock held; the
+cleanup that followed blocked on that lock forever, so `kvtest cluster up --foreground` ignored
+Ctrl-C and the processes it had started outlived it (parent pid 1). Here a signal only sets an event;
+the waits that make up a start (readiness polls, sleeps between probes) wake on it and raise
+`Interrupted` from a known place, so teardown always runs with no half-held lock behind it.
+
+`Interrupted` is a KeyboardInterrupt, so pytest and the CLI still treat it as Ctrl-C. Outside the
+main thread (where Python cannot install handlers) nothing is deferred: the waits just never wake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop was requested by `signum` (SIGINT or SIGTERM); raised at a safe point."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """What a shell reports for a process ended by this signal: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + self.signum
+
+
+class _StopRequest:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self.depth = 0
+
+    def handle(self, signum: int, frame: object) -> None:
+        # Only record: the code that is running decides when to stop (see the module docstring).
+        if self.signum is None:
+            self.signum = signum
+        self.event.set()
+
+
+_REQUEST = _StopRequest()
+
+
+def requested() -> int | None:
+    """The signal that asked to stop, or None."""
+    return _REQUEST.signum
+
+
+def check() -> None:
+    """Raise Interrupted if a stop was requested since the handlers were installed."""
+    if _REQUEST.signum is not None:
+        raise Interrupted(_REQUEST.signum)
+
+
+def sleep(seconds: float) -> None:
+    """time.sleep that returns early, raising Interrupted, when a stop is requested."""
+    if _REQUEST.event.wait(max(0.0, seconds)):
+        check()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    """Poll condition until true (True) or the timeout passes (False); Interrupted on a signal."""
+    deadline = time.monotonic() + timeout
+    while True:
+        check()
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """SIGINT and SIGTERM set the stop request instead of raising; restored on exit.
+
+    Nested uses share one request; the outermost exit restores the previous handlers and clears
+    it. A signal that arrived inside is not lost: the outermost exit raises Interrupted if the
+    body returned normally, so the caller still sees it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    outermost = _REQUEST.depth == 0
+    previous: dict[int, object] = {}
+    if outermost:
+        _REQUEST.event.clear()
+        _REQUEST.signum = None
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, _REQUEST.handle)
+    _REQUEST.depth += 1
+    try:
+        yield
+    finally:
+        _REQUEST.depth -= 1
+        if outermost:
+            for signum_, handler in previous.items():
+                signal.signal(signum_, handler)  # type: ignore[arg-type]
+            signum, _REQUEST.signum = _REQUEST.signum, None
+            _REQUEST.event.clear()
+            if signum is not None:
+                # the with-block finished (or is raising something else): surface the request
+                raise Interrupted(signum)

@@ -1,0 +1,43 @@
+"""Signals inside deferred_interrupts only ask to stop: the wait in progress wakes and raises
+Interrupted, the status is the shell's 128+N, and the previous handlers come back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from kvtest import interrupts
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_wakes_the_wait_and_raises_interrupted(sig: signal.Signals) -> None:
+    before = signal.getsignal(sig)
+    with pytest.raises(interrupts.Interrupted) as caught, interrupts.deferred_interrupts():
+        os.kill(os.getpid(), sig)
+        t0 = time.monotonic()
+        interrupts.sleep(600)  # must wake on the signal, not after 600 s
+    assert time.monotonic() - t0 < 60
+    assert caught.value.signum == sig and caught.value.exit_code == 128 + sig
+    assert signal.getsignal(sig) is before
+
+
+def test_code_between_waits_is_never_cut_short() -> None:
+    """The signal lands while ordinary code runs; that code finishes, the next check raises."""
+    finished = []
+    with pytest.raises(interrupts.Interrupted), interrupts.deferred_interrupts():
+        os.kill(os.getpid(), signal.SIGINT)
+        finished.append("teardown-like work after the signal")
+        interrupts.check()
+    assert finished
+
+
+def test_a_nested_block_leaves_the_request_to_the_outermost() -> None:
+    with pytest.raises(interrupts.Interrupted), interrupts.deferred_interrupts():
+        with interrupts.deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+        # the inner exit did not raise: the outer block decides
+        assert interrupts.requested() == signal.SIGTERM
+    assert interrupts.requested() is None
