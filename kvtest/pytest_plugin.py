@@ -97,10 +97,13 @@ def cluster_spec(request: pytest.FixtureRequest) -> Any:
     return load_cluster(path)
 
 
-def _gate_spec(spec: Any) -> None:
+def _gate_spec(spec: Any, cluster_option: str | None = None) -> None:
     from kvtest.cluster import requirements
     from kvtest.gating import skip_unless
 
+    for need in spec.requires:  # what the cluster file says it needs (GPUs, Docker, Ray, ssh...)
+        reason = requirements.declared_missing(spec, need, cluster_option)
+        skip_unless(need, reason is None, reason or "")
     if "real" in spec.impls:
         reason = requirements.real_missing(spec)
         skip_unless("real", reason is None, reason or "")
@@ -120,7 +123,7 @@ def cluster(
     if state:
         yield Cluster.from_state(state)
         return
-    _gate_spec(cluster_spec)
+    _gate_spec(cluster_spec, request.config.getoption("--cluster"))
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker and _has_fixed_ports(cluster_spec):
         pytest.fail(
@@ -140,7 +143,8 @@ def cluster(
     with contextlib.ExitStack() as stack:
         if cluster_spec.uses_netns:  # hosts that are network namespaces: make them first
             stack.enter_context(NetnsNetwork.for_spec(cluster_spec))
-        if os.environ.get("KVTEST_SIM_IN_PROCESS") == "1" and "real" not in cluster_spec.impls:
+        in_process = cluster_spec.attach is None and "real" not in cluster_spec.impls
+        if os.environ.get("KVTEST_SIM_IN_PROCESS") == "1" and in_process:
             from kvtest.cluster.sim import sim_start  # one process, no per-node start-up
 
             started = sim_start(cluster_spec, run_dir)

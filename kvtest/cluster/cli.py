@@ -49,6 +49,12 @@ def _up(args: argparse.Namespace) -> int:
     spec = load_cluster(args.cluster)
     runs = Path(args.runs)
     if args.dry_run:
+        if spec.attach is not None:
+            print(f"# {spec.name}: an attached deployment; nothing is started there")
+            for node in spec.attach.nodes:
+                print(f"# {node.role:<8} {node.name}: {node.url}")
+            print(f"# proxy: {spec.attach.proxy_url or 'kvtest proxy started here' if spec.proxy else '-'}")
+            return 0
         print(describe(render(spec, (runs / f"dry-run-{spec.name}").resolve())))
         return 0
     try:

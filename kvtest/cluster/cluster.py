@@ -85,6 +85,8 @@ class Cluster:
     mooncake_config: dict[str, Any] | None = None
     impls: list[str] = field(default_factory=list)
     ready_s: dict[str, float] = field(default_factory=dict)
+    # a deployment kvtest did not start (kvtest/cluster/attach.py): its nodes' caches are not fresh
+    attached: bool = False
     _stop: Callable[[], None] | None = field(default=None, repr=False)
 
     # --- lookups ---------------------------------------------------------------------------------

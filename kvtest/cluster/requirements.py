@@ -69,6 +69,8 @@ def visible_gpus() -> int:
 
 
 def gpu_missing(spec: ClusterSpec | None, cluster_option: str | None) -> str | None:
+    if spec is not None and spec.attach is not None:
+        return None  # a running deployment elsewhere: its GPUs are its own, nothing is placed here
     if spec is None or not spec.uses_gpu:
         shown = cluster_option or "sim"
         return (
@@ -113,3 +115,37 @@ def sshd_missing() -> str | None:
     ):
         return "openssh-server/openssh-client not installed (bash ci/install-sshd.sh)"
     return None
+
+
+def docker_missing() -> str | None:
+    """None when a Docker engine answers (the docker SDK's ping)."""
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+    except Exception as exc:  # no SDK, no socket, engine down: all mean "no engine here"
+        return f"no Docker engine answers ({type(exc).__name__}: {exc}); bash ci/install-docker.sh starts one"
+    return None
+
+
+def ray_missing() -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return "Ray is not installed (pip install 'kvtest[ray]')"
+    return None
+
+
+def declared_missing(spec: ClusterSpec, requirement: str, cluster_option: str | None) -> str | None:
+    """The reason a need the cluster file declares (`requires:`) is not met here, or None."""
+    checks = {
+        "gpu": lambda: gpu_missing(spec, cluster_option),
+        "rdma": lambda: rdma_missing(spec),
+        "netns": netns_missing,
+        "ssh": sshd_missing,
+        "docker": docker_missing,
+        "ray": ray_missing,
+        "real": lambda: real_missing(spec),
+    }
+    reason = checks[requirement]()
+    return f"cluster {spec.name!r} requires {requirement}: {reason}" if reason else None

@@ -142,6 +142,11 @@ def start(
 ) -> Cluster:
     """Start everything and return the Cluster; its stop() (or `with`) takes it all down."""
     run_dir = run_dir.resolve() if run_dir else new_run_dir(spec)
+    if spec.attach is not None:  # a running deployment: check it, start nothing there
+        from kvtest.cluster.attach import start_attached
+
+        with interrupts.deferred_interrupts():
+            return start_attached(spec, run_dir, log=log)
     run_dir.mkdir(parents=True, exist_ok=True)
     plan = render(spec, run_dir)
     (run_dir / "plan.sh").write_text(describe(plan) + "\n")

@@ -147,16 +147,49 @@ class Tolerances(_Model):
     latency_factor: float = 0.0  # 0: latencies are not compared
 
 
+class AttachedNode(_Model):
+    """A vLLM node someone else runs: kvtest reads it, never starts or stops it."""
+
+    name: str
+    url: str  # base URL: http://host:port (a Kubernetes Service, a port-forward, a load balancer)
+    role: Role
+    model: str | None = None  # default: the first id its /v1/models lists
+    machine: str | None = None  # what the report shows as its machine (default: the URL's host)
+    connector: str | None = None  # for the report and experiment 5 (MooncakeStoreConnector, ...)
+    metrics_url: str | None = None  # default: URL/metrics
+    block_size: int | None = None  # default: vllm:cache_config_info's block_size label
+
+
+class Attach(_Model):
+    """A deployment that is already running (Kubernetes, Ray, by hand). `proxy_url` absent: kvtest
+    starts its own proxy, on this machine, in front of the given nodes (the `proxy` section's strategy
+    and flow)."""
+
+    proxy_url: str | None = None
+    nodes: list[AttachedNode]
+    mooncake_master_url: str | None = None  # the master's metrics/admin HTTP (/metrics, /get_all_keys)
+    etcd_url: str | None = None  # http://host:2379
+    # how long each URL may take to answer before the start fails, naming the node
+    connect_timeout_s: float = 5.0
+
+
+# what a cluster file may declare it needs; a run that lacks one skips (or fails under KVTEST_REQUIRE)
+Requirement = Literal["gpu", "rdma", "ray", "docker", "ssh", "netns", "real"]
+
+
 class ClusterSpec(_Model):
     name: str
     description: str = ""
-    hosts: list[Host]
+    hosts: list[Host] = Field(default_factory=list)
+    # parts already running elsewhere: nothing is started there, nothing stopped (kvtest/cluster/attach.py)
+    attach: Attach | None = None
+    requires: list[Requirement] = Field(default_factory=list)
     etcd: Etcd | None = None
     mooncake_master: MooncakeMaster | None = None
     mooncake: MooncakeConfig = Field(default_factory=MooncakeConfig)
     # merged under every node's own keys (the seed's 4P+4D differ only in name, port and GPU)
     node_defaults: dict[str, Any] = Field(default_factory=dict)
-    nodes: list[Node]
+    nodes: list[Node] = Field(default_factory=list)
     proxy: Proxy | None = None
     tolerances: Tolerances = Field(default_factory=Tolerances)
     # PYTHONHASHSEED for every vLLM node: vLLM's NONE_HASH (the first block's parent) comes from it,
@@ -181,6 +214,12 @@ class ClusterSpec(_Model):
 
     @model_validator(mode="after")
     def _check_references(self) -> ClusterSpec:
+        if self.attach is not None:
+            return self._check_attached()
+        if not self.hosts:
+            raise ValueError("hosts: at least one host (or an `attach` section for a running deployment)")
+        if not self.nodes:
+            raise ValueError("nodes: at least one node (or an `attach` section for a running deployment)")
         host_names = [h.name for h in self.hosts]
         _unique("hosts", host_names)
         _unique("nodes", [n.name for n in self.nodes])
@@ -209,6 +248,36 @@ class ClusterSpec(_Model):
             raise ValueError("proxy: no node has role decode or both")
         self._check_remote_ports()
         return self
+
+    def _check_attached(self) -> ClusterSpec:
+        assert self.attach is not None
+        launched = [
+            w
+            for w, v in (
+                ("hosts", self.hosts),
+                ("nodes", self.nodes),
+                ("etcd", self.etcd),
+                ("mooncake_master", self.mooncake_master),
+            )
+            if v
+        ]
+        if launched:
+            raise ValueError(
+                f"attach: an attached cluster launches nothing, so it has no {', '.join(launched)} "
+                "(give their URLs under attach)"
+            )
+        nodes = self.attach.nodes
+        _unique("attach.nodes", [n.name for n in nodes])
+        if not nodes:
+            raise ValueError("attach.nodes: at least one node")
+        for role in ("prefill", "decode"):
+            if not any(n.role in (role, "both") for n in nodes):
+                raise ValueError(f"attach.nodes: no node has role {role} or both")
+        return self
+
+    @property
+    def attached(self) -> bool:
+        return self.attach is not None
 
     def _check_remote_ports(self) -> None:
         remote = {h.name for h in self.hosts if h.reach == "ssh" and not h.is_loopback}
@@ -242,6 +311,8 @@ class ClusterSpec(_Model):
     @property
     def impls(self) -> set[str]:
         """'real' when anything real is launched, 'fake' when anything simulated is."""
+        if self.attach is not None:
+            return set()  # nothing is launched: no local programs to check for
         out: set[str] = {n.impl for n in self.nodes}
         if self.mooncake_master:
             out.add("real" if self.mooncake_master.impl == "real" else "fake")

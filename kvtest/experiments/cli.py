@@ -65,13 +65,20 @@ def running_cluster(spec: ClusterSpec, run_dir: Path, say: bool) -> Iterator[Clu
         yield cluster
 
 
-def session_for(cluster: Cluster, spec: ClusterSpec | None, seed: int) -> ExperimentSession:
-    real = spec is not None and any(n.impl == "real" for n in spec.nodes)
+def session_for(
+    cluster: Cluster, spec: ClusterSpec | None, seed: int = 0, salt: str | None = None
+) -> ExperimentSession:
+    """The experiment session of a running cluster. salt None: a fresh one per run on an attached
+    deployment (its caches may hold an earlier run's contexts), none on a cluster kvtest started."""
+    if salt is None:
+        salt = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f") if cluster.attached else ""
+    real = spec is not None and (spec.attached or any(n.impl == "real" for n in spec.nodes))
     return ExperimentSession.for_cluster(
         cluster,
         tolerance=spec.tolerances.hit_rate_abs if (spec is not None and real) else 0.0,
         hash_seed=spec.hash_seed if spec is not None else "0",
         seed=seed,
+        salt=salt,
     )
 
 
@@ -124,7 +131,8 @@ def _run(args: argparse.Namespace, names: Sequence[str], title: str) -> int:
     }
 
     async def go(cluster: Cluster) -> Outcome:
-        session = session_for(cluster, spec or spec_of_state, args.seed)
+        session = session_for(cluster, spec or spec_of_state, args.seed, args.salt)
+        meta["salt"] = session.salt
         session.record_dir = run_dir / "requests"
         return await run_experiments(session, names)
 
@@ -144,6 +152,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", default=DEFAULT_CLUSTER, help=f"cluster file (default {DEFAULT_CLUSTER})")
     p.add_argument("--cluster-state", default=None, help="state.json of a cluster `kvtest cluster up` runs")
     p.add_argument("--seed", type=int, default=0, help="seed of every dataset (routes, context numbers)")
+    p.add_argument(
+        "--salt",
+        default=None,
+        help="prefix every prompt with '[run SALT] ' (default: the run's time on an attached cluster, "
+        "none on a cluster kvtest starts)",
+    )
     p.add_argument("--out", default=None, help="run directory (default runs/<time>-<command>-<cluster>)")
     p.add_argument("-v", "--verbose", action="store_true", help="print each process as it starts")
 

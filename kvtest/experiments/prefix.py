@@ -117,6 +117,7 @@ def datasets(exp: PrefixExperiment, session: ExperimentSession) -> list[list[Dat
             seed=seed,
             first_index=exp.first_index,
             same_prefix_batch=exp.same_prefix_batch,
+            salt=session.salt,
         )
         out.append(build(spec))
     return out
@@ -140,8 +141,9 @@ async def run_prefix(exp: PrefixExperiment, session: ExperimentSession) -> Exper
     if session.metric == "v0":
         result.notes.append(
             "V0 nodes export only vllm:gpu_prefix_cache_hit_rate, a block hit rate since the node started "
-            "(vLLM 0.9.2 CacheMetricData): the table's rates include earlier experiments, and so does the "
-            "expectation; the checks use this experiment's own block hit rate."
+            "(vLLM 0.9.2 CacheMetricData). Each verdict matched that gauge to the expectation over the "
+            "whole session; the table shows this experiment's own block hit rate, '-' on a node it did "
+            "not reach."
         )
     result.notes.append(
         "External (KV connector) counters are not judged here: experiment 5 judges them."
@@ -165,20 +167,23 @@ def _rate(row: NodeRow) -> str:
 
 
 def _experiment_rates(session: ExperimentSession, steps: list[Step], rows: dict[str, NodeRow]) -> None:
-    """On V0 nodes, make each row's hit rate the seed's figure for THIS experiment.
+    """On V0 nodes, make each row's hit rate the seed's figure for THIS experiment, or "-".
 
     vllm:gpu_prefix_cache_hit_rate is cumulative since the node started, so after earlier
-    experiments a node cannot show the seed's 90% (the seed measured fresh nodes). The row's verdict
-    has already matched the gauge to the model exactly (or within the tolerance); the model's block
-    counts for this experiment's own requests then give the rate the seed would have read.
+    experiments a node cannot show the seed's 90% (the seed measured fresh nodes), and a node this
+    experiment never reached would show the gauge earlier experiments left (46.7% "measured" beside
+    0.0% "expected" on a node that saw nothing). The row's verdict has already matched the gauge to the
+    model exactly (or within the tolerance); the model's block counts for this experiment's own
+    requests then give the rate the seed would have read, and a node with no block queries in this
+    experiment has no rate of its own: "-".
     """
     if session.metric != "v0":
         return
     for name, row in rows.items():
         queries = sum(s.expected[name].block_queries for s in steps if name in s.expected)
         hits = sum(s.expected[name].block_hits for s in steps if name in s.expected)
-        if queries:
-            rows[name] = dataclasses.replace(row, hit_rate=hits / queries)
+        rate = hits / queries if queries else None
+        rows[name] = dataclasses.replace(row, hit_rate=rate, expected=rate)
 
 
 def claim_checks(
@@ -187,6 +192,7 @@ def claim_checks(
     """The seed's sentence about this experiment, as a check (the node rows carry the exact numbers)."""
     rows = {r.node: r for r in result.nodes}
     _experiment_rates(session, steps, rows)
+    result.nodes = [rows[r.node] for r in result.nodes]  # the table shows what the checks judge
     slack = CLAIM_SLACK + session.tolerance
     prefill_rows = [rows[n.name] for n in session.prefill]
     first_req = steps[0].requests[0]

@@ -107,7 +107,7 @@ async def run_putget(session: ExperimentSession) -> ExperimentResult:
     await session.start()
     route = pick_route(session)
     cluster = session.cluster
-    prompt = make_prompt(FIRST_INDEX + session.seed, FIRST_INDEX + session.seed, 20)
+    prompt = make_prompt(FIRST_INDEX + session.seed, FIRST_INDEX + session.seed, 20, session.salt)
 
     def request(p: NodeEndpoint, d: NodeEndpoint) -> DatasetRequest:
         return DatasetRequest(session.model_name, 100, prompt, f"prefill={hostport(p)};decode={hostport(d)}")

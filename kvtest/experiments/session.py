@@ -92,7 +92,11 @@ class ExperimentSession:
     # when set, each send writes <label>.jsonl (the dataset, `kvtest expect --datapath`) and
     # <label>.results.jsonl (`kvtest send --out` format) here
     record_dir: Path | None = None
+    # in front of every prompt (kvtest.workload.dataset.DatasetSpec.salt): "" sends the seed's prompts;
+    # an attached deployment gets one per run, so no cache holds this run's contexts already
+    salt: str = ""
     _started: bool = False
+    _used_before: dict[str, int] = field(default_factory=dict)  # node -> requests served before
 
     @classmethod
     def for_cluster(cls, cluster: Cluster, **kwargs: Any) -> ExperimentSession:
@@ -154,9 +158,16 @@ class ExperimentSession:
         for name, snap in snaps.items():
             used = snap.counters.get("requests", 0)
             if used:
+                self._used_before[name] = int(used)
                 self.notes.append(
-                    f"{name} had served {int(used)} requests before this session: its cache holds blocks "
-                    "kvtest did not send, so its expected counters may be too low."
+                    f"{name} had served {int(used)} requests before this session: "
+                    + (
+                        f"every prompt starts with '[run {self.salt}]', so its cache cannot hold them "
+                        "yet; counters are judged as deltas."
+                        if self.salt
+                        else "its cache holds blocks kvtest did not send, so its expected counters "
+                        "may be too low."
+                    )
                 )
         if self.tokenize is None:
             self.tokenize = node_tokenizer(self.cluster.nodes[0])
@@ -212,16 +223,24 @@ class ExperimentSession:
                 measured = dataclasses.replace(measured, external_hits=0)
                 if expected is not None:
                     expected = dataclasses.replace(expected, external_hits=0)
-            rows.append(
-                judge(
-                    measured,
-                    expected,
-                    role=node.role,
-                    machine=node.machine,
-                    metric=self.metric,
-                    tolerance=self.tolerance,
-                )
+            row = judge(
+                measured,
+                expected,
+                role=node.role,
+                machine=node.machine,
+                metric=self.metric,
+                tolerance=self.tolerance,
             )
+            before = self._used_before.get(node.name)
+            if before and expected is not None and measured.hits > expected.hits:
+                # the one way a node hits more than this session sent it: it had the context already
+                row = dataclasses.replace(
+                    row,
+                    note=f"cache already held {int(measured.hits - expected.hits)} tokens of these "
+                    f"contexts (it served {before} requests before this session; a --salt avoids it); "
+                    + row.note,
+                )
+            rows.append(row)
         return rows
 
 

@@ -22,6 +22,9 @@ def dataset_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--decode", nargs="+", required=True, metavar="HOST:PORT")
     p.add_argument("--model", default="Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--salt", default="", help="prefix every prompt with '[run SALT] ': contexts no cache has seen"
+    )
     p.add_argument("--datapath", required=True, help="output JSONL")
     p.add_argument("--max-tokens", type=int, default=100)
     p.add_argument("--context-len", type=int, default=20, help="repeats of 'This is long context. '")
@@ -40,6 +43,7 @@ def dataset_main(argv: Sequence[str] | None = None) -> int:
             decode=args.decode,
             model=args.model,
             seed=args.seed,
+            salt=args.salt,
             max_tokens=args.max_tokens,
             context_len=args.context_len,
             requests_per_context=args.requests_per_context,

@@ -82,6 +82,9 @@ class DatasetSpec:
     # Decode choice under RR: "random" (what the seed did) or "rr".
     rr_decode: Literal["random", "rr"] = "random"
     first_index: int = 0
+    # Put in front of every prompt (even the first block differs): contexts nobody sent before, for a
+    # long-running deployment whose caches still hold an earlier run's contexts. "" = the seed's prompts.
+    salt: str = ""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -105,9 +108,10 @@ def parse_user(user: str) -> dict[str, str]:
     return out
 
 
-def make_prompt(context: int, question: int, context_len: int) -> str:
+def make_prompt(context: int, question: int, context_len: int, salt: str = "") -> str:
     context_text = CONTEXT_SENTENCE * context_len
-    return f"Shared context #{context}: {context_text}Question {question}: Summarize the context."
+    prompt = f"Shared context #{context}: {context_text}Question {question}: Summarize the context."
+    return f"[run {salt}] {prompt}" if salt else prompt
 
 
 def build(spec: DatasetSpec) -> list[DatasetRequest]:
@@ -129,7 +133,7 @@ def build(spec: DatasetSpec) -> list[DatasetRequest]:
             DatasetRequest(
                 model=spec.model,
                 max_tokens=spec.max_tokens,
-                prompt=make_prompt(context, question, spec.context_len),
+                prompt=make_prompt(context, question, spec.context_len, spec.salt),
                 user=f"prefill={prefill};decode={decode}",
             )
         )

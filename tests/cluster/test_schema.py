@@ -30,7 +30,7 @@ def test_fixture_cluster_files_all_load() -> None:
     assert {"sim", "seed", "local-cpu", "netns-cpu", "gpu-1node", "gpu-2node"} <= names
     for path in CLUSTERS:
         spec = load_cluster(path)
-        assert spec.nodes, path
+        assert spec.nodes or (spec.attach and spec.attach.nodes), path
 
 
 def test_seed_file_is_the_seeds_topology() -> None:

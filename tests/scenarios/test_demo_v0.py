@@ -26,5 +26,11 @@ def test_demo_on_v0_nodes_shows_the_seeds_figures(tmp_path: Path, capsys: pytest
     checks = {c["name"]: c for c in by_name["4_same_prefix"]["checks"]}
     ninety = next(c for name, c in checks.items() if "about 90%" in name)
     assert ninety["verdict"] == "PASS", ninety
+    # nodes experiment 4 never reached show "-", not the gauge earlier experiments left behind
+    same_prefix = by_name["4_same_prefix"]
+    untouched = [n for n in same_prefix["nodes"] if not n["requests"] and n["role"] == "prefill"]
+    assert untouched and all(n["hit_rate"] is None and n["expected"] is None for n in untouched), untouched
+    table = out.split("== 4. Same prefix")[1].split("==")[0]
+    assert all(f"{n['node']} " in table for n in untouched)
     dedup = {c["name"]: c for c in by_name["5_putget"]["checks"]}
     assert any("object_already_exists" in n and c["verdict"] == "PASS" for n, c in dedup.items()), dedup
