@@ -54,13 +54,16 @@ class NodeEndpoint:
     name: str
     url: str
     role: str
-    machine: str  # host name in the cluster file
+    # what the report calls the node's machine: its host, plus its GPUs where the host has nodes on
+    # several GPU sets (kvtest.cluster.render.machine_label)
+    machine: str
     impl: str
     connector: str | None
     kv_role: str
     model: str
     metrics_url: str
     block_size: int | None = None  # from --block-size in the node's args
+    host: str = ""  # the cluster file's host name (several "machines" may share one host)
 
 
 @dataclass
@@ -139,8 +142,26 @@ def _block_size(args: list[str]) -> int | None:
     return None
 
 
+def _box(spec: ClusterSpec, host_name: str) -> str:
+    """The physical machine a host runs on: every local host (network namespaces included) is this
+    one, so their GPU 0 is one GPU; an ssh host is its address."""
+    host = spec.host(host_name)
+    return "local" if host.reach == "local" else host.address
+
+
+def machine_label(spec: ClusterSpec, node: Node) -> str:
+    """The node's machine as a report shows it: the host name where the host is one machine (all its
+    nodes on one GPU set, or on CPUs), else the host and the node's GPUs ("gpu0/GPU 1"). Four
+    prefill + four decode nodes on one 4-GPU host are four machines, not one."""
+    gpu_sets = {tuple(n.gpus) for n in spec.nodes if n.host == node.host}
+    if not node.gpus or len(gpu_sets) <= 1:
+        return node.host
+    return f"{node.host}/GPU {','.join(str(g) for g in node.gpus)}"
+
+
 def _waves(spec: ClusterSpec) -> list[int]:
-    """Start waves for nodes: 'auto' puts a node after every earlier node sharing a GPU on its host."""
+    """Start waves for nodes: 'auto' puts a node after every earlier node sharing a GPU with it (same
+    physical machine: network-namespace hosts of this machine share its GPUs)."""
     waves: list[int] = []
     for i, node in enumerate(spec.nodes):
         if spec.start_order == "sequential":
@@ -151,7 +172,11 @@ def _waves(spec: ClusterSpec) -> list[int]:
             wave = 0
             for j in range(i):
                 other = spec.nodes[j]
-                if other.host == node.host and set(other.gpus) & set(node.gpus):
+                # a fake node profiles no GPU memory, so only real ones race across hosts
+                same_box = other.host == node.host or (
+                    other.impl == node.impl == "real" and _box(spec, other.host) == _box(spec, node.host)
+                )
+                if same_box and set(other.gpus) & set(node.gpus):
                     wave = max(wave, waves[j] + 1)
             waves.append(wave)
     return waves
@@ -250,13 +275,14 @@ def render(spec: ClusterSpec, run_dir: Path, base_env: dict[str, str] | None = N
                 name=node.name,
                 url=launch.url,
                 role=node.role,
-                machine=node.host,
+                machine=machine_label(spec, node),
                 impl=node.impl,
                 connector=node.connector,
                 kv_role=node.effective_kv_role,
                 model=node.served_model_name or node.model,
                 metrics_url=f"{launch.url}/metrics",
                 block_size=_block_size(node.args),
+                host=node.host,
             )
         )
 
@@ -367,6 +393,14 @@ def _render_node(
             bootstrap = _port(node.bootstrap_port)
             env["VLLM_MOONCAKE_BOOTSTRAP_PORT"] = str(bootstrap)
             ports.append(bootstrap)
+        if node.connector == "NixlConnector" and "VLLM_NIXL_SIDE_CHANNEL_PORT" not in node.env:
+            # every NIXL instance listens on a side channel for the handshake (vLLM's default port
+            # 5600 for all): two on one host collide without a port each (seen on an H200)
+            side = free_port()
+            env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(side)
+            ports.append(side)
+        if node.connector == "NixlConnector":
+            env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = h.address
         kv_config: dict[str, Any] = {"kv_connector": node.connector, "kv_role": node.effective_kv_role}
         if node.kv_load_failure_policy:
             kv_config["kv_load_failure_policy"] = node.kv_load_failure_policy

@@ -141,10 +141,21 @@ async def run_putget(session: ExperimentSession) -> ExperimentResult:
         latencies=[_latency(r) for s in (step_a, step_b) for r in s.results],
         notes=list(session.notes),
     )
-    if route.producer_a.machine == route.producer_b.machine:
+    a, b, db = route.producer_a, route.producer_b, route.decode_b
+    if a.machine == b.machine:
         result.notes.append(
-            f"Every prefill node of this cluster is on {route.producer_a.machine}, so both producers are "
-            f"there; the KV still crosses machines to {route.decode_b.name} on {route.decode_b.machine}."
+            f"Every prefill node of this cluster is on {a.machine}, so both producers are there; "
+            f"the KV still crosses to {db.name} on {db.machine}."
+        )
+    elif a.host and a.host == b.host:
+        # one host, several GPU sets: say so rather than claim the KV crossed a network
+        if db.host == a.host:
+            where = f"also on host {a.host}: the KV moves between GPUs of one host, not between hosts"
+        else:
+            where = f"on host {db.host}: the KV crosses hosts"
+        result.notes.append(
+            f"Both producers are on host {a.host} ({a.machine}, {b.machine}); {db.name} ({db.machine}) is "
+            f"{where}."
         )
     shared = session.shared_hash_seed
     result.checks.append(

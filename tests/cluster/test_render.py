@@ -153,3 +153,40 @@ def test_free_ports_are_allocated_when_absent(tmp_path: Path) -> None:
     ports = [p for la in plan.launches for p in la.ports]
     assert len(ports) == len(set(ports)) and all(p > 1024 for p in ports)
     assert plan.proxy_url and plan.proxy_url.startswith("http://127.0.0.1:")
+
+
+def test_real_nodes_sharing_a_gpu_across_namespace_hosts_start_one_after_another(tmp_path: Path) -> None:
+    # gpu-8-on-4: p_i on namespace host machine-a and d_i on machine-b share physical GPU i; started
+    # together two real vLLMs on one GPU race in memory profiling, whatever their network namespace
+    plan = render(load_cluster(ROOT / "fixtures/clusters/gpu-8-on-4.yaml"), tmp_path)
+    waves = {la.name: la.wave for la in plan.launches if la.kind == "vllm"}
+    assert waves == {"p0": 0, "p1": 0, "p2": 0, "p3": 0, "d0": 1, "d1": 1, "d2": 1, "d3": 1}
+    # gpu-8 gives every instance a GPU of its own: one wave
+    plan = render(load_cluster(ROOT / "fixtures/clusters/gpu-8.yaml"), tmp_path)
+    assert {la.wave for la in plan.launches if la.kind == "vllm"} == {0}
+
+
+def test_a_nodes_machine_is_its_host_and_gpus_where_the_host_has_several(tmp_path: Path) -> None:
+    machines = {
+        n.name: n.machine
+        for n in render(load_cluster(ROOT / "fixtures/clusters/gpu-4p4d.yaml"), tmp_path).nodes
+    }
+    assert (
+        machines["p1"] == "gpu0/GPU 1" and machines["d1"] == "gpu0/GPU 1" and machines["p0"] == "gpu0/GPU 0"
+    )
+    # one GPU set per host (gpu-1node: p0 and d0 both on GPU 0), or CPU nodes: the host name alone
+    one = render(load_cluster(ROOT / "fixtures/clusters/gpu-1node.yaml"), tmp_path).nodes
+    assert {n.machine for n in one} == {"gpu0"}
+    assert {n.host for n in one} == {"gpu0"}
+    cpu = render(load_cluster(ROOT / "fixtures/clusters/local-cpu.yaml"), tmp_path).nodes
+    assert all(n.machine == n.host for n in cpu)
+
+
+def test_nixl_nodes_get_a_side_channel_port_each(tmp_path: Path) -> None:
+    plan = render(load_cluster(ROOT / "fixtures/clusters/gpu-nixl.yaml"), tmp_path)
+    nodes = [la for la in plan.launches if la.kind == "vllm"]
+    ports = [la.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] for la in nodes]
+    assert len(set(ports)) == 2 and all(int(p) in la.ports for p, la in zip(ports, nodes, strict=True))
+    assert {la.env["VLLM_NIXL_SIDE_CHANNEL_HOST"] for la in nodes} == {"127.0.0.1"}
+    proxy = next(la for la in plan.launches if la.kind == "proxy")
+    assert proxy.argv[proxy.argv.index("--flow") + 1] == "nixl"

@@ -41,7 +41,8 @@ def test_demo_runs_the_seed_experiments_and_writes_the_report(
     if "5_putget" not in by_name:  # until the fake vLLM has a store connector: said, never passed
         assert "not available" in meta["5. Put/get across machines"]
         assert "5. Put/get across machines: not available:" in out
-    assert "p0    machine-a  prefill  40" in out
+    # a node's machine is its host and GPU: the seed's machine A has four (one instance each)
+    assert "p0    machine-a/GPU 0  prefill  40" in out
     assert f"report: {run / 'report.md'}" in out
     # everything the demo started is stopped: the cluster's state file was retired
     assert (run / "cluster" / "state.stopped.json").is_file()

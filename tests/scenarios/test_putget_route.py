@@ -62,3 +62,13 @@ def test_seed_topology_uses_two_producers_of_machine_a_and_a_decode_of_machine_b
 def test_refusals_say_why(nodes: list[NodeEndpoint], master: str | None, why: str) -> None:
     with pytest.raises(NotAvailable, match=why):
         pick_route(_session(nodes, master))
+
+
+def test_one_host_with_four_gpus_counts_each_gpu_as_a_machine() -> None:
+    """gpu-4p4d (p_i and d_i on GPU i of one host): producers on two GPUs, the second decode on a
+    third GPU, as kvtest.cluster.render.machine_label names them."""
+    nodes = [_node(f"p{i}", "prefill", f"gpu0/GPU {i}") for i in range(4)]
+    nodes += [_node(f"d{i}", "decode", f"gpu0/GPU {i}") for i in range(4)]
+    r = pick_route(_session(nodes))
+    assert (r.producer_a.name, r.producer_b.name, r.decode_a.name) == ("p0", "p1", "d0")
+    assert r.decode_b.machine not in (r.producer_b.machine, r.producer_a.machine)
