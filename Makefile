@@ -32,8 +32,11 @@ test: install
 test-real: install-real
 	bash ci/test-real.sh
 
-test-gpu: install
-	$(BIN)/python -m pytest -m gpu --cluster $${CLUSTER:?set CLUSTER=path/to/cluster.yaml} tests/gpu
+# On a GPU host with vLLM (CUDA) + Mooncake installed: kvtest goes into THAT Python (no .venv, nothing
+# of vLLM's replaced; KVTEST_GPU_PYTHON picks it, KVTEST_WHEELS=DIR offline), then tests/gpu and
+# tests/scenarios on the cluster file. tests/gpu/README.md says what ran.
+test-gpu:
+	bash ci/test-gpu.sh $${CLUSTER:?set CLUSTER=fixtures/clusters/gpu-4p4d.yaml (or another cluster file)}
 
 demo: install
 	$(BIN)/kvtest demo
