@@ -40,8 +40,8 @@ def unique_prompt(seed: int, n_words: int = 60) -> str:
     return " ".join(rng.choice(WORDS) + str(rng.randrange(1000)) for _ in range(n_words))
 
 
-def complete(url: str, model: str, prompt: str, max_tokens: int = 8) -> dict:
-    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
+def complete(url: str, model: str, prompt: str, max_tokens: int = 8, **extra: object) -> dict:
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, **extra}
     resp = httpx.post(f"{url}/v1/completions", json=body, timeout=120)
     assert resp.status_code == 200, f"{url}: {resp.status_code} {resp.text[:500]}"
     return resp.json()
@@ -71,6 +71,7 @@ def expected_external_hits(connector: str | None, n_tokens: int, block: int = BL
 class PDRun:
     text: str
     prompt_tokens: int
+    token_ids: list[int] | None  # the output's, where the request asked vLLM for them
     nodes: dict[str, dict[str, float]]  # node -> counter deltas
     master: dict[str, float]  # master metric deltas
     keys_before: int
@@ -119,9 +120,12 @@ def wait_for_store_saves(cluster: Cluster, node: str, ops_before: dict[str, floa
     raise TimeoutError(f"{node}: the store did not get {new_keys} new keys within {STORE_WAIT_S:.0f}s")
 
 
-def pd_request(cluster: Cluster, prompt: str, max_tokens: int = 8, *, via_proxy: bool | None = None) -> PDRun:
+def pd_request(cluster: Cluster, prompt: str, max_tokens: int = 8, *, via_proxy: bool | None = None,
+               **extra: object) -> PDRun:  # fmt: skip
     """The request through the proxy, or, for a store-connector cluster (a mooncake_master), the
-    store flow's two legs driven here: prefill (max_tokens=1), wait for its puts, then decode."""
+    store flow's two legs driven here: prefill (max_tokens=1), wait for its puts, then decode.
+    `extra` goes into the request body (e.g. return_token_ids=True: vLLM >= 0.10 answers with the
+    output's token ids, which a dummy-weights model's empty text cannot show)."""
     model = cluster.nodes[0].model
     before = cluster.metrics.snapshot()
     master_before = cluster.master_metrics() if cluster.master_admin_url else {}
@@ -130,7 +134,7 @@ def pd_request(cluster: Cluster, prompt: str, max_tokens: int = 8, *, via_proxy:
         via_proxy = not cluster.master_admin_url
     if via_proxy:
         assert cluster.proxy_url
-        out = complete(cluster.proxy_url, model, prompt, max_tokens)
+        out = complete(cluster.proxy_url, model, prompt, max_tokens, **extra)
     else:
         p, d = cluster.prefill[0], cluster.decode[0]
         ops_before = _store_ops(cluster, p.name)
@@ -141,11 +145,12 @@ def pd_request(cluster: Cluster, prompt: str, max_tokens: int = 8, *, via_proxy:
             cluster, p.name, ops_before, n // (p.block_size or BLOCK) if fresh else 0, keys_before
         )
         _seen.add((cluster.name, prompt))
-        out = complete(d.url, model, prompt, max_tokens)
+        out = complete(d.url, model, prompt, max_tokens, **extra)
     after = cluster.metrics.delta(before)
     master_after = cluster.master_metrics() if cluster.master_admin_url else {}
     return PDRun(
         text=out["choices"][0]["text"],
+        token_ids=out["choices"][0].get("token_ids"),
         prompt_tokens=out["usage"]["prompt_tokens"],
         nodes=after,
         master={k: v - master_before.get(k, 0.0) for k, v in master_after.items()},

@@ -1,6 +1,6 @@
 """The GPU suite: the real-tier checks on a GPU cluster file, one command on a GPU host:
 
-    pytest -m gpu --cluster fixtures/clusters/gpu-1node.yaml tests/gpu     (or ci/test-gpu.sh FILE)
+    ci/test-gpu.sh fixtures/clusters/gpu-4p4d.yaml     (= make test-gpu CLUSTER=FILE; README.md here)
 
 Here (no GPU, no GPU cluster file) every test skips with the exact reason; KVTEST_REQUIRE=gpu makes
 that a failure. The cluster fixture starts the file's etcd, master, vLLM nodes (CUDA_VISIBLE_DEVICES
@@ -46,12 +46,17 @@ def test_repeated_prompt_hits_the_prefix_cache(cluster: Cluster) -> None:
     assert delta["vllm:prefix_cache_hits_total"] == cacheable(n, block_of(cluster))
 
 
-def test_pd_through_the_store_matches_a_single_node(cluster: Cluster) -> None:
+def test_pd_output_matches_a_single_node(cluster: Cluster) -> None:
     if not cluster.proxy_url or not cluster.decode:
         pytest.skip(f"cluster {cluster.name!r} has no proxy or no decode node")
+    """Decode's output equals a prefill-only run's, compared as token ids (the dummy-weights model's
+    text is often empty, so equal texts would prove nothing), and decode's external hits are what
+    vLLM promises for the connector. Through the proxy for NIXL / MooncakeConnector."""
     prompt = unique_prompt(seed=12, n_words=150)
-    run = pd_request(cluster, prompt)
-    alone = complete(cluster.prefill[0].url, cluster.prefill[0].model, prompt)
+    run = pd_request(cluster, prompt, return_token_ids=True)
+    alone = complete(cluster.prefill[0].url, cluster.prefill[0].model, prompt, return_token_ids=True)
+    assert run.token_ids, "vLLM returned no token_ids (return_token_ids needs vLLM >= 0.10)"
+    assert run.token_ids == alone["choices"][0]["token_ids"]
     assert run.text == alone["choices"][0]["text"]
     external = sum(counter(run, d.name, "vllm:external_prefix_cache_hits_total") for d in cluster.decode)
     connector = cluster.decode[0].connector

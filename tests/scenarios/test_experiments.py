@@ -19,7 +19,11 @@ def _rows(res: ExperimentResult) -> dict[str, NodeRow]:
     return {r.node: r for r in res.nodes}
 
 
-def _assert_passed(res: ExperimentResult) -> None:
+def _assert_passed(res: ExperimentResult, session: ExperimentSession) -> None:
+    # the per-node tables a GPU run reports (tests/gpu/README.md) stay beside the nodes' logs
+    session.cluster.run_dir.mkdir(parents=True, exist_ok=True)
+    with (session.cluster.run_dir / "experiments.txt").open("a") as fh:
+        fh.write(format_result(res) + "\n\n")
     assert res.passed, format_result(res)
     assert not res.failed_requests
 
@@ -28,7 +32,7 @@ async def test_designate_hits_half_on_the_designated_node_and_nothing_elsewhere(
     experiments: ExperimentSession,
 ) -> None:
     res = await run_experiment(experiments, "designate")
-    _assert_passed(res)
+    _assert_passed(res, experiments)
     rows = _rows(res)
     p, d = experiments.prefill[0].name, experiments.decode[0].name
     assert rows[p].requests == 40 and rows[d].requests == 40
@@ -39,7 +43,7 @@ async def test_designate_hits_half_on_the_designated_node_and_nothing_elsewhere(
 
 async def test_round_robin_gives_every_prefill_node_half(experiments: ExperimentSession) -> None:
     res = await run_experiment(experiments, "rr")
-    _assert_passed(res)
+    _assert_passed(res, experiments)
     rows = _rows(res)
     prefill = [rows[n.name] for n in experiments.prefill]
     assert sum(r.requests for r in prefill) == 40
@@ -49,7 +53,7 @@ async def test_round_robin_gives_every_prefill_node_half(experiments: Experiment
 
 async def test_random_stays_below_half_exactly_as_expected(experiments: ExperimentSession) -> None:
     res = await run_experiment(experiments, "random")
-    _assert_passed(res)
+    _assert_passed(res, experiments)
     used = [r for r in res.nodes if r.requests]
     assert sum(r.requests for r in used if r.role == "prefill") == 40
     for r in used:
@@ -61,7 +65,7 @@ async def test_random_stays_below_half_exactly_as_expected(experiments: Experime
 
 async def test_same_prefix_reaches_ninety_percent(experiments: ExperimentSession) -> None:
     res = await run_experiment(experiments, "same_prefix")
-    _assert_passed(res)
+    _assert_passed(res, experiments)
     rows = _rows(res)
     p = experiments.prefill[-1].name
     assert rows[p].requests == 10
@@ -73,7 +77,7 @@ async def test_put_get_one_copy_and_decode_loads_it(experiments: ExperimentSessi
         res = await run_experiment(experiments, "putget")
     except NotAvailable as exc:
         pytest.skip(f"experiment 5 not available: {exc}")
-    _assert_passed(res)
+    _assert_passed(res, experiments)
     checks = {c.name: c for c in res.checks}
     if experiments.shared_hash_seed:
         assert checks["one copy stored"].verdict == "PASS"
