@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experiment": ("kvtest.experiments.cli:experiment_main", "run one of the seed's experiments"),
     "report": ("kvtest.report.cli:main", "render a run directory as Markdown, PNG charts and JUnit XML"),
     "cluster": ("kvtest.cluster.cli:main", "bring a cluster file up or down, show status and logs"),
+    "conformance": ("kvtest.conformance.cli:main", "rate a P/D router (any command) on fake vLLM nodes"),
 }
 
 
