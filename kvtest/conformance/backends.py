@@ -30,6 +30,8 @@ MODEL_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "models" / "tiny-
 SERVED_MODEL = "tiny-llama-pd"  # not the dir name: a router must take the model from /v1/models
 BLOCK_SIZE = 16
 Handler = Any
+# the legs a check counts; other POSTs (vllm-router probes /v1/completions/render first) are not legs
+GENERATION_PATHS = ("/v1/completions", "/v1/chat/completions")
 
 
 @dataclass
@@ -79,7 +81,7 @@ class RecordedNode(FakeVLLMServer):
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method != "POST" or not request.path.startswith("/v1/"):
+        if request.method != "POST" or request.path not in GENERATION_PATHS:
             return await handler(request)  # type: ignore[no-any-return]
         raw = await request.read()  # cached by aiohttp: the handler reads it again
         try:
