@@ -39,8 +39,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--proxy-url",
         action="store",
         default=os.environ.get("KVTEST_PROXY_URL"),
-        help="run the proxy conformance tests against this already-running proxy",
+        help="aim the scenario tests at this already-running proxy",
     )
+    # tests/conformance: the same options as `kvtest conformance`
+    group.addoption("--proxy-cmd", default=None, help="router command with {port} {prefill} {decode} ... "
+                    "for tests/conformance (default: kvtest's own proxy)")  # fmt: skip
+    group.addoption(
+        "--flow", default=None, help="conformance flow: nixl|mooncake|store|sglang (default: all)"
+    )
+    group.addoption("--groups", default=None, help="conformance groups, comma-separated (default as the CLI)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -184,7 +184,11 @@ async def start_backends(flow: Flow, workdir: Path) -> AsyncIterator[Backends]:
             path.write_text(json.dumps(conf))
             env["MOONCAKE_CONFIG_PATH"] = str(path)
         nodes = []
-        for role, kv_role in (("prefill", flow.prefill_role), ("decode", flow.decode_role), ("reference", "")):
+        for role, kv_role in (
+            ("prefill", flow.prefill_role),
+            ("decode", flow.decode_role),
+            ("reference", ""),
+        ):
             node = RecordedNode(role, _cfg(flow, kv_role or role, env), log)
             nodes.append(await stack.enter_async_context(node))
         yield Backends(flow, nodes[0], nodes[1], nodes[2], log, master)

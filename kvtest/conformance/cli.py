@@ -25,11 +25,17 @@ from kvtest.process import ProcessExitedError, ReadyTimeoutError
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kvtest conformance", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--proxy-cmd", help="the router's command line with {port} {prefill} {decode} {prefill_host} "
-                   "{prefill_port} {decode_host} {decode_port} {bootstrap_port}; default: kvtest's own proxy")  # fmt: skip
+    p.add_argument(
+        "--proxy-cmd",
+        help="the router's command line with {port} {prefill} {decode} {prefill_host} {prefill_port} "
+        "{decode_host} {decode_port} {bootstrap_port}; default: kvtest's own proxy",
+    )
     p.add_argument("--flow", choices=list(FLOWS), default="nixl")
-    p.add_argument("--groups", help=f"comma-separated, of {', '.join(GROUPS)}; default: all for kvtest's proxy, "
-                   f"{','.join(DEFAULT_GROUPS_EXTERNAL)} for another router")  # fmt: skip
+    p.add_argument(
+        "--groups",
+        help=f"comma-separated, of {', '.join(GROUPS)}; default: all for kvtest's proxy, "
+        f"{','.join(DEFAULT_GROUPS_EXTERNAL)} for another router",
+    )
     p.add_argument("--name", help="the router's name in the table (default: the command's first word)")
     p.add_argument("--out", type=Path, default=Path("runs/conformance"), help="where JUnit and JSON go")
     p.add_argument("--bound", type=float, default=30.0, metavar="S",

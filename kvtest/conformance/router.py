@@ -30,12 +30,16 @@ def fill(template: str, values: dict[str, str]) -> str:
 
 
 class RouterProcess:
-    def __init__(self, template: str, values: dict[str, str], log_path: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self, template: str, values: dict[str, str], log_path: Path, cwd: Path | None = None
+    ) -> None:
         self.port = free_port()
         self.cmd = fill(template, values | {"port": str(self.port)})
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.proc = ManagedProcess("router under test", ["/bin/sh", "-c", self.cmd], cwd=cwd, log_path=log_path)
+        self.proc = ManagedProcess(
+            "router under test", ["/bin/sh", "-c", self.cmd], cwd=cwd, log_path=log_path
+        )
 
     async def start(self, within: float) -> float:
         """Start it and wait until it answers HTTP below 500 on its port; the seconds that took.

@@ -91,7 +91,9 @@ async def run_conformance(
         raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}")
     spec = FLOWS[flow]
     template = proxy_cmd or kvtest_proxy_cmd(flow)
-    run = ConformanceRun(router or ("kvtest" if proxy_cmd is None else template.split()[0]), template, flow, groups)
+    run = ConformanceRun(
+        router or ("kvtest" if proxy_cmd is None else template.split()[0]), template, flow, groups
+    )
     checks = checks_in(groups)
     if spec.connector is None:
         run.results = [Result(c.group, c.name, c.proves, "n/a", spec.why_not, 0.0) for c in checks]

@@ -1,9 +1,6 @@
-"""Fixtures for the proxy conformance suite.
-
-The tests talk to the proxy only by URL. `pytest tests/proxy --proxy-url URL` aims them at another,
-already-running proxy: the cases that need to script the proxy's backends (faults, field checks) are
-then skipped with that reason, the rest (request validation, designation parsing, SSE shape) run.
-Without --proxy-url each test starts PDProxy in-process over StubNodes (stub_node.py).
+"""Fixtures for kvtest's proxy tests: each test starts PDProxy in-process over StubNodes (stub_node.py)
+and talks to it by URL. The checks that rate any router (kvtest's or another, by command line) live in
+kvtest/conformance and run from tests/conformance; these are the proxy's own unit tests.
 """
 
 from __future__ import annotations
@@ -23,19 +20,17 @@ from .stub_node import StubNode
 
 @dataclass
 class PD:
-    """A proxy under test and, when it is ours, the backends it routes to."""
+    """The proxy under test and the backends it routes to."""
 
     url: str
-    prefill: list[StubNode] | None = None
-    decode: list[StubNode] | None = None
-    proxy: PDProxy | None = None
+    prefill: list[StubNode]
+    decode: list[StubNode]
+    proxy: PDProxy
 
     def url_for(self, *parts: str) -> str:
         return "/".join([self.url.rstrip("/"), *(p.strip("/") for p in parts)])
 
     def nodes(self) -> tuple[list[StubNode], list[StubNode]]:
-        if self.prefill is None or self.decode is None:
-            pytest.skip("needs to script the proxy's backends: runs only against the in-process proxy")
         return self.prefill, self.decode
 
 
@@ -43,19 +38,11 @@ StartPD = Callable[..., Awaitable[PD]]
 
 
 @pytest.fixture
-def external_proxy_url(request: pytest.FixtureRequest) -> str | None:
-    url: str | None = request.config.getoption("--proxy-url")
-    return url
-
-
-@pytest.fixture
-async def start_pd(external_proxy_url: str | None) -> AsyncIterator[StartPD]:
+async def start_pd() -> AsyncIterator[StartPD]:
     """`await start_pd(n_prefill=2, n_decode=2, **ProxyConfig fields)` -> PD; everything stops at teardown."""
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(n_prefill: int = 2, n_decode: int = 2, **config: Any) -> PD:
-            if external_proxy_url:
-                return PD(external_proxy_url)
             prefill = [
                 await stack.enter_async_context(StubNode(bootstrap=True, engine_id=f"engine-p{i}"))
                 for i in range(n_prefill)

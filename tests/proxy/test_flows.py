@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
-
 import httpx
-import pytest
 
 from .conftest import StartPD
 
@@ -120,36 +116,6 @@ async def test_mooncake_flow_fields(start_pd: StartPD, client: httpx.AsyncClient
     }
     assert dbody["stream"] is True and dbody["max_tokens"] == BODY["max_tokens"]
     assert p.seen[1].body["kv_transfer_params"]["transfer_id"] != xfer  # one id per request
-
-
-# The two below also run against an external proxy (--proxy-url, model from KVTEST_PROXY_MODEL).
-MODEL = os.environ.get("KVTEST_PROXY_MODEL", "m")
-
-
-@pytest.mark.parametrize("flow", ["store", "nixl", "mooncake"])
-async def test_streaming_is_proper_sse(start_pd: StartPD, client: httpx.AsyncClient, flow: str) -> None:
-    pd = await start_pd(n_prefill=1, n_decode=1, flow=flow)
-    r = await client.post(pd.url_for("v1/completions"), json={**BODY, "model": MODEL, "stream": True})
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("text/event-stream")
-    events = [e for e in r.text.split("\n\n") if e]
-    assert events[-1] == "data: [DONE]"
-    assert all(e.startswith("data: ") for e in events)
-    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
-    texts = "".join(c["choices"][0]["text"] for c in chunks if c.get("choices"))
-    if pd.proxy is not None:
-        assert texts == "t0 t1 t2 t3 "
-    else:
-        assert texts
-
-
-async def test_non_streaming_answer_is_decode_json(start_pd: StartPD, client: httpx.AsyncClient) -> None:
-    pd = await start_pd(n_prefill=1, n_decode=1)
-    r = await client.post(pd.url_for("v1/completions"), json={**BODY, "model": MODEL})
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("application/json")
-    text = r.json()["choices"][0]["text"]
-    assert text == "t0 t1 t2 t3 " if pd.proxy is not None else text
 
 
 async def test_mooncake_rotates_over_the_prefill_dp_ranks(

@@ -24,7 +24,7 @@ async def _post(ctx: Context, body: dict[str, Any]) -> httpx.Response:
 
 @check("errors", "a backend's 4xx reaches the client with the same status and a body")
 async def backend_4xx_passed_through(ctx: Context) -> str:
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "unknown model": {"model": "kvtest-no-such-model"},
         "negative temperature": {"temperature": -1.0},
         "prompt longer than the context": {"prompt": "many words " * 1500},
@@ -46,7 +46,9 @@ async def backend_4xx_passed_through(ctx: Context) -> str:
 async def malformed_json_is_4xx_json(ctx: Context) -> str:
     try:
         r = await ctx.client.post(
-            ctx.url("v1/completions"), content=b'{"model": "x", "prompt": ', headers={"Content-Type": "application/json"}
+            ctx.url("v1/completions"),
+            content=b'{"model": "x", "prompt": ',
+            headers={"Content-Type": "application/json"},
         )
     except httpx.TimeoutException:
         raise AssertionError(f"no answer within {ctx.bound_s:.0f}s: the router hangs") from None

@@ -23,7 +23,9 @@ def _openai_error(r: httpx.Response, status: int) -> None:
 async def bad_json_is_openai_400(ctx: Context) -> str:
     raws = [b"{not json", b"", b"\xff\xfe", b"[1, 2]", b'"a string"', b"null"]
     for raw in raws:
-        r = await ctx.client.post(ctx.url("v1/completions"), content=raw, headers={"Content-Type": "application/json"})
+        r = await ctx.client.post(
+            ctx.url("v1/completions"), content=raw, headers={"Content-Type": "application/json"}
+        )
         try:
             _openai_error(r, 400)
         except AssertionError as e:

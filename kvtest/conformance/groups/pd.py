@@ -83,7 +83,9 @@ async def kv_moved(ctx: Context) -> str:
     n = int(json_body(r)["usage"]["prompt_tokens"])
     hits = counter(await scrape(ctx, b.decode), "vllm:external_prefix_cache_hits_total") - before
     want = b.flow.expected_hits(n, BLOCK_SIZE)
-    assert hits == want, f"decode loaded {hits:.0f} of {n} prompt tokens from the prefill; the flow promises {want}"
+    assert hits == want, (
+        f"decode loaded {hits:.0f} of {n} prompt tokens from the prefill; the flow promises {want}"
+    )
     detail = f"decode external hits {hits:.0f} = {want} of {n} prompt tokens"
     if b.master is not None:
         keys = await b.master_key_count(ctx.client) - keys_before
