@@ -28,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--proxy-cmd",
         help="the router's command line with {port} {prefill} {decode} {prefill_host} {prefill_port} "
-        "{decode_host} {decode_port} {bootstrap_port}; default: kvtest's own proxy",
+        "{decode_host} {decode_port} {bootstrap_port} {metrics_port}; default: kvtest's own proxy",
     )
     p.add_argument("--flow", choices=list(FLOWS), default="nixl")
     p.add_argument(

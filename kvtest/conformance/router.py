@@ -13,7 +13,9 @@ from kvtest.ports import free_port
 from kvtest.process import ManagedProcess
 
 PLACEHOLDERS = ("port", "prefill", "decode", "prefill_host", "prefill_port", "decode_host", "decode_port",
-                "bootstrap_port")  # fmt: skip
+                "bootstrap_port", "metrics_port")  # fmt: skip
+# {metrics_port}: a second free port, for routers that open their own metrics listener (vllm-router's
+# Prometheus exporter binds a fixed default port, so two of them on one host collide)
 
 
 def kvtest_proxy_cmd(flow: str) -> str:
@@ -34,7 +36,8 @@ class RouterProcess:
         self, template: str, values: dict[str, str], log_path: Path, cwd: Path | None = None
     ) -> None:
         self.port = free_port()
-        self.cmd = fill(template, values | {"port": str(self.port)})
+        ports = {"port": str(self.port), "metrics_port": str(free_port())}
+        self.cmd = fill(template, values | ports)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.proc = ManagedProcess(

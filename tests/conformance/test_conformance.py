@@ -1,32 +1,28 @@
-"""Every check of the selected groups, for every flow, as its own test item (see conftest.py)."""
+"""kvtest's own proxy (or --proxy-cmd) through every check of the selected groups, per flow."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from kvtest.conformance.check import checks_in
 from kvtest.conformance.cli import groups_for
 from kvtest.conformance.flows import FLOWS
 
-from .conftest import conformance_run
+from .conftest import run_and_record
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "check_id" not in metafunc.fixturenames:
-        return
-    cfg = metafunc.config
-    flow = cfg.getoption("--flow")
-    groups = groups_for(cfg.getoption("--groups"), cfg.getoption("--proxy-cmd"))
-    # by default the flows the fake nodes can serve; --flow sglang reports its checks as n/a (skipped)
-    flows = [flow] if flow else [f for f, spec in FLOWS.items() if spec.connector]
-    params = [(f, c.id) for f in flows for c in checks_in(groups)]
-    metafunc.parametrize(("flow", "check_id"), params, ids=[f"{f}-{c}" for f, c in params])
+    if "flow" in metafunc.fixturenames:
+        flow = metafunc.config.getoption("--flow")
+        # by default the flows the fake nodes serve; --flow sglang reports its checks as n/a
+        metafunc.parametrize("flow", [flow] if flow else [f for f, s in FLOWS.items() if s.connector])
 
 
-def test_check(request: pytest.FixtureRequest, flow: str, check_id: str) -> None:
+def test_router_passes_every_check(request: pytest.FixtureRequest, flow: str, tmp_path: Path) -> None:
     cfg = request.config
-    run = conformance_run(cfg, flow, groups_for(cfg.getoption("--groups"), cfg.getoption("--proxy-cmd")))
-    result = next(r for r in run.results if r.id == check_id)
-    if result.verdict == "n/a":
-        pytest.skip(result.detail)
-    assert result.verdict == "pass", f"{result.proves}: {result.detail}\nreproduce: {run.command}"
+    cmd = cfg.getoption("--proxy-cmd")
+    run = run_and_record(request, flow, groups_for(cfg.getoption("--groups"), cmd), cmd, tmp=tmp_path)
+    assert run.results, "no check ran"
+    failed = "\n".join(f"{r.id}: {r.detail}" for r in run.failed)
+    assert not run.failed, f"{len(run.failed)} check(s) failed for {run.command}:\n{failed}"
