@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kvtest.conformance.check import DEFAULT_GROUPS_EXTERNAL, GROUPS, Result
 from kvtest.conformance.flows import FLOWS
+from kvtest.conformance.recipes import RECIPES, recipe
 from kvtest.conformance.report import table, write
 from kvtest.conformance.runner import run_conformance
 from kvtest.process import ProcessExitedError, ReadyTimeoutError
@@ -30,7 +31,9 @@ def parser() -> argparse.ArgumentParser:
         help="the router's command line with {port} {prefill} {decode} {prefill_host} {prefill_port} "
         "{decode_host} {decode_port} {bootstrap_port} {metrics_port}; default: kvtest's own proxy",
     )
-    p.add_argument("--flow", choices=list(FLOWS), default="nixl")
+    p.add_argument("--flow", choices=list(FLOWS), help="default: nixl, or the recipe's")
+    p.add_argument("--recipe", help="a known router's --proxy-cmd and flow (docs/conformance.md); "
+                   "'list' prints them")  # fmt: skip
     p.add_argument(
         "--groups",
         help=f"comma-separated, of {', '.join(GROUPS)}; default: all for kvtest's proxy, "
@@ -52,6 +55,21 @@ def groups_for(arg: str | None, proxy_cmd: str | None) -> list[str]:
 
 def main(argv: list[str]) -> int:
     a = parser().parse_args(argv)
+    if a.recipe == "list":
+        for r in RECIPES:
+            print(f"{r.name:<30} {r.flow:<9} {r.runnable() or 'runnable here'}")
+        return 0
+    if a.recipe:
+        try:
+            chosen = recipe(a.recipe)
+        except ValueError as e:
+            print(f"kvtest conformance: {e}", file=sys.stderr)
+            return 2
+        a.flow = a.flow or chosen.flow
+        a.name = a.name or chosen.name
+        if not chosen.name.startswith("kvtest"):
+            a.proxy_cmd = a.proxy_cmd or chosen.command()
+    a.flow = a.flow or "nixl"
     try:
         groups = groups_for(a.groups, a.proxy_cmd)
     except ValueError as e:
