@@ -1,30 +1,49 @@
-"""Benchmark kvtest's proxy against the seed's proxy (ci/bench/anchors/seed_proxy.py), same nodes, same run.
+"""Rate and time every P/D router recipe runnable here (kvtest/conformance/recipes.py), in one run.
 
-Two fake vLLM processes (prefill, decode; latency model off) serve both proxies, store flow (the seed's:
-prefill with max_tokens=1, then decode). The load comes from a separate process (aiohttp):
-- req/s at `--concurrency` connections, streaming and not; target >= 2x the seed proxy's req/s;
-- added latency at concurrency 1: one request at a time, rotating over "direct" (the client itself sends
-  prefill max_tokens=1, then decode), the kvtest proxy and the seed's proxy; added = a proxy's latency
-  minus the direct pair's in the same round, p50/p99 of those differences; target: added p50 <= 1 ms.
+For each router command (the recipes, or `--router NAME=FLOW:CMD` for any other):
+- conformance: `kvtest conformance` groups pd and errors (plus kvtest and designate for kvtest's proxy) on
+  its own fake nodes with the flow's KV connector: pass/total per group, and whether KV moved;
+- performance over the same two fake vLLM processes (prefill, decode; NixlConnector, latency model off),
+  all routers up at once, load from a separate process (aiohttp):
+  - req/s at `--concurrency` connections (default 32);
+  - added latency at concurrency 1: one request at a time, rotating over "direct" (the client itself sends
+    prefill max_tokens=1, then decode) and every router; added = a router's latency minus the direct
+    pair's in the same round, p50/p99 of those differences;
+  - CPU per request: the router's process tree's CPU seconds over the requests it served.
+The seed's proxy is the anchor: kvtest's req/s must be >= 2x the seed's, its added p50 <= 1 ms.
+Flow mooncake rows are rated but not timed (their routers need a bootstrap server the plain nodes lack).
 
-Usage: .venv/bin/python ci/bench/bench_proxy.py [--duration S] [--concurrency N]
+Usage: .venv/bin/python ci/bench/bench_proxy.py [--duration S] [--concurrency N] [--router NAME=FLOW:CMD]
+       [--only NAME,...] [--no-conformance]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shlex
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from kvtest.conformance import run_conformance  # noqa: E402
+from kvtest.conformance.backends import MODEL_DIR, SERVED_MODEL  # noqa: E402
+from kvtest.conformance.check import GROUPS  # noqa: E402
+from kvtest.conformance.recipes import RECIPES  # noqa: E402
+from kvtest.conformance.router import fill  # noqa: E402
 from kvtest.ports import free_port  # noqa: E402
+from kvtest.process import ManagedProcess, ProcessExitedError, ReadyTimeoutError  # noqa: E402
+
+LOG_DIR = Path(tempfile.mkdtemp(prefix="kvtest-bench-proxy-"))
 
 TARGET_RPS_RATIO = 2.0
 TARGET_ADDED_P50_MS = 1.0
@@ -33,7 +52,7 @@ PROMPT = "Shared context #0: This is long context. " * 24  # ~250 tokens with th
 
 # -- load generator (its own process) -------------------------------------------------------------------
 def _bodies(stream: bool) -> tuple[bytes, bytes]:
-    body = {"model": "tiny", "prompt": PROMPT, "max_tokens": 16, "stream": stream}
+    body = {"model": SERVED_MODEL, "prompt": PROMPT, "max_tokens": 16, "stream": stream}
     return json.dumps(body).encode(), json.dumps({**body, "max_tokens": 1, "stream": False}).encode()
 
 
@@ -137,128 +156,199 @@ def worker_main(kind: str, payload: dict[str, object]) -> None:
 
 
 # -- processes ------------------------------------------------------------------------------------------
-def wait_health(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    import httpx
+def cpu_seconds(pid: int) -> float:
+    import psutil
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=0.5).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.02)
-    raise TimeoutError(f"{url} not ready after {timeout} s")
-
-
-def spawn(cmd: list[str], probe: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True, cwd=ROOT
-    )
+    total = 0.0
     try:
-        wait_health(probe, proc, 30)
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += float(t.user + t.system)
+    except psutil.Error:
+        pass
+    return total
+
+
+def fake_node(port: int, role: str) -> list[str]:
+    # NixlConnector nodes serve both kinds of router: a nixl router's legs move KV over the side channel,
+    # a store-flow router's legs (no kv_transfer_params) are plain requests
+    kv = json.dumps({"kv_connector": "NixlConnector", "kv_role": role})
+    return [sys.executable, "-m", "simulators.vllm", "serve", str(MODEL_DIR),
+            "--served-model-name", SERVED_MODEL, "--host", "127.0.0.1", "--port", str(port),
+            "--max-num-seqs", "1024", "--kv-transfer-config", kv]  # fmt: skip
+
+
+def start(name: str, argv: list[str], probe: str, env: dict[str, str] | None = None) -> ManagedProcess:
+    proc = ManagedProcess(name, argv, env=env, cwd=ROOT, log_path=LOG_DIR / f"{name}.log").start()
+    try:
+        proc.wait_ready(lambda: answers(probe), 60, interval=0.1)
     except BaseException:
-        stop(proc)
+        proc.stop()
         raise
     return proc
 
 
-def cpu_seconds(pid: int) -> float:
-    import psutil
+def answers(url: str) -> bool:
+    import httpx
 
-    t = psutil.Process(pid).cpu_times()
-    return float(t.user + t.system)
+    try:
+        return httpx.get(url, timeout=1.0).status_code < 500
+    except httpx.HTTPError:
+        return False
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
+@dataclass
+class Row:
+    name: str
+    flow: str
+    cmd: str
+    groups: list[str]
+    rated: dict[str, str] = field(default_factory=dict)  # group -> "p/t"
+    kv_moved: str = "-"
+    perf: dict[str, float] = field(default_factory=dict)
+    why_not_timed: str = ""
+
+    def reproduce(self) -> str:
+        base = f"kvtest conformance --flow {self.flow} --groups {','.join(self.groups)}"
+        return base if self.name.startswith("kvtest") else f"{base} --proxy-cmd {shlex.quote(self.cmd)}"
+
+
+def rows_from(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
+    rows, skipped = [], []
+    only = set(args.only.split(",")) if args.only else None
+    for r in RECIPES:
+        if only and r.name not in only:
+            continue
+        why = r.runnable()
+        if why:
+            skipped.append(f"{r.name}: {why}")
+            continue
+        groups = list(GROUPS) if r.name.startswith("kvtest") else ["pd", "errors"]
+        rows.append(Row(r.name, r.flow, r.command(), groups))
+    for spec in args.router:
+        name, _, rest = spec.partition("=")
+        flow, _, cmd = rest.partition(":")
+        rows.append(Row(name, flow, cmd, ["pd", "errors"]))
+    return rows, skipped
+
+
+def rate(rows: list[Row]) -> None:
+    for row in rows:
+        print(f"rating {row.name} ({row.flow}) ...", file=sys.stderr, flush=True)
         try:
-            os.killpg(proc.pid, 15)
-            proc.wait(8)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            os.killpg(proc.pid, 9)
-            proc.wait()
+            run = asyncio.run(run_conformance(row.flow, row.groups, row.cmd, router=row.name,
+                                              workdir=LOG_DIR / f"conformance-{row.name}"))  # fmt: skip
+        except (ProcessExitedError, ReadyTimeoutError) as e:
+            row.rated = {g: "did not start" for g in row.groups}
+            print(f"  {row.name}: {str(e).splitlines()[0]}", file=sys.stderr)
+            continue
+        row.rated = {g: f"{p}/{t}" for g, (p, t) in run.by_group().items()}
+        row.kv_moved = run.kv_moved
 
 
-def fake_node(port: int) -> list[str]:
-    return [sys.executable, "-m", "simulators.vllm", "serve", "tiny",
-            "--host", "127.0.0.1", "--port", str(port), "--max-num-seqs", "1024"]  # fmt: skip
+def time_rows(rows: list[Row], args: argparse.Namespace) -> None:
+    timed = [r for r in rows if r.flow != "mooncake"]
+    for r in rows:
+        if r.flow == "mooncake":
+            r.why_not_timed = "needs a bootstrap server"
+    procs: list[ManagedProcess] = []
+    try:
+        p_port, d_port = free_port(), free_port()
+        p_url, d_url = f"http://127.0.0.1:{p_port}", f"http://127.0.0.1:{d_port}"
+        env = {"VLLM_NIXL_SIDE_CHANNEL_PORT": "0", "PYTHONHASHSEED": "0"}
+        procs.append(start("prefill", fake_node(p_port, "kv_producer"), p_url + "/health", env))
+        procs.append(start("decode", fake_node(d_port, "kv_consumer"), d_url + "/health", env))
+        values = {"prefill": p_url, "decode": d_url, "prefill_host": "127.0.0.1",
+                  "prefill_port": str(p_port), "decode_host": "127.0.0.1", "decode_port": str(d_port),
+                  "bootstrap_port": "8998"}  # fmt: skip
+        urls: dict[str, str] = {}
+        running: dict[str, ManagedProcess] = {}
+        for r in timed:
+            port = free_port()
+            cmd = fill(r.cmd, values | {"port": str(port), "metrics_port": str(free_port())})
+            try:
+                running[r.name] = start(r.name, ["/bin/sh", "-c", cmd], f"http://127.0.0.1:{port}/v1/models")
+            except (ProcessExitedError, ReadyTimeoutError) as e:
+                r.why_not_timed = str(e).splitlines()[0][:80]
+                continue
+            procs.append(running[r.name])
+            urls[r.name] = f"http://127.0.0.1:{port}/v1/completions"
+        direct = f"{p_url}/v1/completions,{d_url}/v1/completions"
+        lat = run_worker("latency", {"targets": {"direct": direct, **urls}, "duration": 3 * args.duration,
+                                     "stream": False})  # fmt: skip
+        base: dict[str, float] = lat["direct"]  # type: ignore[assignment]
+        print(
+            f"direct (client drives both legs, c=1): p50 {base['p50_ms']:.2f} ms  p99 {base['p99_ms']:.2f} ms"
+        )
+        for r in timed:
+            if r.name not in urls:
+                continue
+            pid = running[r.name].pid
+            assert pid is not None
+            before = cpu_seconds(pid)
+            thr = run_worker("throughput", {"url": urls[r.name], "concurrency": args.concurrency,
+                                            "duration": args.duration, "stream": False})  # fmt: skip
+            served = max(1, int(thr["done"]) + int(thr["errors"]))  # type: ignore[call-overload]
+            one: dict[str, float] = lat[r.name]  # type: ignore[assignment]
+            r.perf = {"rps": float(thr["rps"]), "errors": float(thr["errors"]),  # type: ignore[arg-type]
+                      "added_p50_ms": one["added_p50_ms"], "added_p99_ms": one["added_p99_ms"],
+                      "cpu_ms": 1000 * (cpu_seconds(pid) - before) / served}  # fmt: skip
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def print_table(rows: list[Row], args: argparse.Namespace) -> None:
+    groups = list(GROUPS)
+    head = ["router", "flow", *groups, "KV moved", f"req/s c={args.concurrency}", "added p50 ms",
+            "added p99 ms", "CPU ms/req"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        perf = r.perf
+        timing = (
+            [f"{perf['rps']:.0f}" + (f" ({perf['errors']:.0f} err)" if perf["errors"] else ""),
+             f"{perf['added_p50_ms']:.2f}", f"{perf['added_p99_ms']:.2f}", f"{perf['cpu_ms']:.2f}"]
+            if perf else [f"not timed: {r.why_not_timed}", "", "", ""]
+        )  # fmt: skip
+        cells = [r.name, r.flow, *(r.rated.get(g, "-") for g in groups), r.kv_moved, *timing]
+        lines.append("| " + " | ".join(cells) + " |")
+    print("\n" + "\n".join(lines))
+    print("\nreproduce (conformance):")
+    for r in rows:
+        print(f"  {r.name}: {r.reproduce()}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--proxy-arg", action="append", default=[], help="extra `kvtest proxy` argument")
+    ap.add_argument("--router", action="append", default=[], metavar="NAME=FLOW:CMD",
+                    help="another router command (placeholders as in kvtest conformance)")  # fmt: skip
+    ap.add_argument("--only", help="recipe names, comma-separated")
+    ap.add_argument("--no-conformance", action="store_true")
     args = ap.parse_args()
-    print(
-        f"# proxy benchmark: kvtest proxy vs the seed's proxy, store flow, fake vLLM "
-        f"({os.cpu_count()} cores, Python {sys.version.split()[0]})"
-    )
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        p_port, d_port, k_port, s_port = free_port(), free_port(), free_port(), free_port()
-        p_url, d_url = f"http://127.0.0.1:{p_port}", f"http://127.0.0.1:{d_port}"
-        procs.append(spawn(fake_node(p_port), p_url + "/health"))
-        procs.append(spawn(fake_node(d_port), d_url + "/health"))
-        kvtest_cmd = [sys.executable, "-m", "kvtest", "proxy", "--port", str(k_port), "--prefill", p_url,
-                      "--decode", d_url, "--flow", "store", "--strategy", "round_robin"]  # fmt: skip
-        kvtest_cmd += args.proxy_arg
-        procs.append(spawn(kvtest_cmd, f"http://127.0.0.1:{k_port}/health"))
-        kvtest_proc = procs[-1]
-        env = {**os.environ, "PREFILL_URL": p_url, "DECODE_URL": d_url, "PORT": str(s_port)}
-        seed_cmd = [sys.executable, str(ROOT / "ci/bench/anchors/seed_proxy.py")]
-        # The seed's proxy has no GET route: any answer below 500 (its 405/404) means it is up.
-        procs.append(spawn(seed_cmd, f"http://127.0.0.1:{s_port}/v1/completions", env=env))
-        proxy_procs = {"kvtest": kvtest_proc, "seed": procs[-1]}
-        proxies = {"kvtest": f"http://127.0.0.1:{k_port}", "seed": f"http://127.0.0.1:{s_port}"}
-        direct = f"{p_url}/v1/completions,{d_url}/v1/completions"
-
-        ok = True
-        for stream in (False, True):
-            kind = "stream" if stream else "non-stream"
-            targets = {"direct": direct, **{n: u + "/v1/completions" for n, u in proxies.items()}}
-            lat = run_worker("latency", {"targets": targets, "duration": 3 * args.duration, "stream": stream})
-            thr: dict[str, dict[str, object]] = {}
-            cpu_ms: dict[str, float] = {}
-            for n, u in proxies.items():
-                # CPU the proxy process spends per request: the figure the machine's other load cannot skew.
-                before = cpu_seconds(proxy_procs[n].pid)
-                thr[n] = run_worker(
-                    "throughput",
-                    {"url": u + "/v1/completions", "concurrency": args.concurrency, "duration": args.duration,
-                     "stream": stream},
-                )  # fmt: skip
-                used = cpu_seconds(proxy_procs[n].pid) - before
-                cpu_ms[n] = 1000 * used / max(1, int(thr[n]["done"]) + int(thr[n]["errors"]))  # type: ignore[call-overload]
-            rps = {n: float(thr[n]["rps"]) for n in proxies}  # type: ignore[arg-type]
-            ratio = rps["kvtest"] / rps["seed"] if rps["seed"] else float("inf")
-            cpu_ratio = cpu_ms["seed"] / cpu_ms["kvtest"] if cpu_ms["kvtest"] else float("inf")
-            base: dict[str, float] = lat["direct"]  # type: ignore[assignment]
-            print(f"\n## {kind}")
-            b50, b99 = base["p50_ms"], base["p99_ms"]
-            print(f"direct (client drives both legs, c=1): p50 {b50:.2f} ms  p99 {b99:.2f} ms")
-            for n in proxies:
-                one: dict[str, float] = lat[n]  # type: ignore[assignment]
-                print(
-                    f"{n:7s} req/s {rps[n]:7.0f} (c={args.concurrency}, {thr[n]['errors']} errors)  "
-                    f"added p50 {one['added_p50_ms']:6.2f} ms  p99 {one['added_p99_ms']:6.2f} ms  "
-                    f"(c=1 p50 {one['p50_ms']:.2f} ms, p99 {one['p99_ms']:.2f} ms, "
-                    f"{one['n']:.0f} paired rounds)  CPU {cpu_ms[n]:.2f} ms/req"
-                )
-            added = lat["kvtest"]["added_p50_ms"]  # type: ignore[index]
-            print(
-                f"kvtest/seed req/s ratio {ratio:.2f} (target >= {TARGET_RPS_RATIO})  "
-                f"kvtest added p50 {added:.2f} ms (target <= {TARGET_ADDED_P50_MS})  "
-                f"seed/kvtest CPU per request {cpu_ratio:.2f}"
-            )
-            ok = ok and ratio >= TARGET_RPS_RATIO and added <= TARGET_ADDED_P50_MS
-        print(f"\ntargets {'met' if ok else 'NOT met'}")
-    finally:
-        for proc in procs:
-            stop(proc)
+    print(f"# P/D routers: conformance and overhead on fake vLLM ({os.cpu_count()} cores, "
+          f"Python {sys.version.split()[0]})")  # fmt: skip
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    rows, skipped = rows_from(args)
+    for why in skipped:
+        print(f"not runnable here: {why}")
+    if not args.no_conformance:
+        rate(rows)
+    time_rows(rows, args)
+    print_table(rows, args)
+    by = {r.name: r.perf for r in rows}
+    k, s = by.get("kvtest-store"), by.get("seed")
+    if k and s:
+        ratio = k["rps"] / s["rps"] if s["rps"] else float("inf")
+        ok = ratio >= TARGET_RPS_RATIO and k["added_p50_ms"] <= TARGET_ADDED_P50_MS
+        print(f"\nanchor: kvtest-store/seed req/s {ratio:.2f} (target >= {TARGET_RPS_RATIO}), "
+              f"kvtest added p50 {k['added_p50_ms']:.2f} ms (target <= {TARGET_ADDED_P50_MS}), "
+              f"seed/kvtest CPU per request "
+              f"{s['cpu_ms'] / k['cpu_ms']:.2f}; targets {'met' if ok else 'NOT met'}")  # fmt: skip
+    print(f"logs: {LOG_DIR}")
     return 0
 
 

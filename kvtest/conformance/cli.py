@@ -32,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
         "{decode_host} {decode_port} {bootstrap_port} {metrics_port}; default: kvtest's own proxy",
     )
     p.add_argument("--flow", choices=list(FLOWS), help="default: nixl, or the recipe's")
-    p.add_argument("--recipe", help="a known router's --proxy-cmd and flow (docs/conformance.md); "
+    p.add_argument("--recipe", help="a known router's --proxy-cmd and flow (kvtest/conformance/README.md); "
                    "'list' prints them")  # fmt: skip
     p.add_argument(
         "--groups",

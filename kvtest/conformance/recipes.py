@@ -2,7 +2,7 @@
 
 A recipe is data, not vendored code: the routers are installed from PyPI or run from their projects'
 checkouts. `runnable()` says why a row cannot run on this machine (ci/bench/bench_proxy.py runs every row
-that can; docs/conformance.md prints the table). Locations come from the environment:
+that can; kvtest/conformance/README.md prints the table). Locations come from the environment:
 - KVTEST_VLLM_ROUTER: the vllm-router executable (default: the venv tests/conformance/test_vllm_router.py
   caches, ~/.cache/kvtest/routers/vllm-router-0.1.17/bin/vllm-router);
 - KVTEST_SGLANG_ROUTER_PYTHON: a python with `pip install sglang-router==0.3.2`;
@@ -52,7 +52,7 @@ class Recipe:
     def runnable(self) -> str | None:
         """None when this row can run here, else why not."""
         if self.flow == "sglang":
-            return "flow sglang is not applicable on vLLM-shaped nodes (docs/conformance.md)"
+            return "flow sglang is not applicable on vLLM-shaped nodes (kvtest/conformance/README.md)"
         for var in ("KVTEST_SGLANG_ROUTER_PYTHON", "KVTEST_EXAMPLES_PYTHON", "KVTEST_VLLM_SRC"):
             if "${" + var + "}" in self.cmd and not os.environ.get(var):
                 return f"set {var}"
@@ -142,7 +142,7 @@ RECIPES: list[Recipe] = [
         "MooncakeConnector: " + _NODES_P2P,
     ),
     Recipe(
-        "mooncake vllm_v1_proxy_server",
+        "mooncake-vllm_v1_proxy_server",
         "nixl",
         "the mooncake-transfer-engine wheel: python -m mooncake.vllm_v1_proxy_server "
         "(+ fastapi, uvicorn, httpx)",

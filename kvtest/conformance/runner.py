@@ -67,6 +67,8 @@ async def _run_one(c: Check, ctx: Context) -> Result:
         detail, verdict = f"no answer within {ctx.bound_s * 6:.0f}s", "fail"
     except httpx.TimeoutException:
         detail, verdict = f"no answer within {ctx.bound_s:.0f}s: the router hangs", "fail"
+    except httpx.TransportError as e:
+        detail, verdict = f"no HTTP answer: the router closed the connection ({type(e).__name__} {e})", "fail"
     except (httpx.HTTPError, ValueError, KeyError, TypeError, IndexError) as e:
         detail, verdict = f"{type(e).__name__}: {e}", "fail"
     return Result(c.group, c.name, c.proves, verdict, detail, time.monotonic() - t0)
