@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from kvtest.conformance import run_conformance  # noqa: E402
-from kvtest.conformance.backends import MODEL_DIR, SERVED_MODEL  # noqa: E402
+from kvtest.conformance.backends import SERVED_MODEL  # noqa: E402
 from kvtest.conformance.check import GROUPS  # noqa: E402
 from kvtest.conformance.recipes import RECIPES  # noqa: E402
 from kvtest.conformance.router import fill  # noqa: E402
@@ -175,7 +175,8 @@ def fake_node(port: int, role: str) -> list[str]:
     # NixlConnector nodes serve both kinds of router: a nixl router's legs move KV over the side channel,
     # a store-flow router's legs (no kv_transfer_params) are plain requests
     kv = json.dumps({"kv_connector": "NixlConnector", "kv_role": role})
-    return [sys.executable, "-m", "simulators.vllm", "serve", str(MODEL_DIR),
+    # the byte-tokenizer model "tiny": the nodes should cost little next to the routers they time
+    return [sys.executable, "-m", "simulators.vllm", "serve", "tiny",
             "--served-model-name", SERVED_MODEL, "--host", "127.0.0.1", "--port", str(port),
             "--max-num-seqs", "1024", "--kv-transfer-config", kv]  # fmt: skip
 
