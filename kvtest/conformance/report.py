@@ -9,12 +9,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from kvtest.conformance.router import kvtest_proxy_cmd
 from kvtest.conformance.runner import ConformanceRun
 
 
 def reproduce(run: ConformanceRun) -> str:
     cmd = f"kvtest conformance --flow {run.flow} --groups {','.join(run.groups)}"
-    return cmd if run.router == "kvtest" else f"{cmd} --proxy-cmd {shlex.quote(run.template)}"
+    own = run.template == kvtest_proxy_cmd(run.flow)
+    return cmd if own else f"{cmd} --proxy-cmd {shlex.quote(run.template)}"
 
 
 def table(run: ConformanceRun) -> str:
