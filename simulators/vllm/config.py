@@ -13,6 +13,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from simulators.vllm.kv_events import KVEventsConfig, parse_kv_events_config
+from simulators.vllm.kv_pool_size import PoolSizing, human_readable_int, model_shape, size_pool
+
 DEFAULT_NUM_GPU_BLOCKS = 8192
 DEFAULT_MAX_MODEL_LEN = 4096  # bare model names; a model dir uses config.json's max_position_embeddings
 
@@ -34,7 +37,17 @@ class SimConfig:
     enable_prompt_tokens_details: bool = False
     api_key: str | None = None  # like vllm serve --api-key: /v1/* then needs "Authorization: Bearer KEY"
     seed: int = 0
+    # KV memory (simulators/vllm/kv_pool_size.py): --kv-cache-memory-bytes wins over
+    # --gpu-memory-utilization, which needs the fake's stated device size
+    kv_cache_memory_bytes: int | None = None
+    gpu_memory_utilization: float = 0.92
+    dtype: str = "auto"
+    kv_cache_dtype: str = "auto"
+    kv_events_config: KVEventsConfig | None = None
+    data_parallel_rank: int = 0
     # the fake's own
+    sim_device_memory_bytes: int | None = None  # the simulated device --gpu-memory-utilization takes from
+    sim_non_kv_memory_bytes: int = 0  # activations etc. vLLM would have profiled (beside the weights)
     sim_metrics: str = "v1"  # v1 | v0 | both
     sim_prefill_base_ms: float = 0.0
     sim_ttft_ms_per_token: float = 0.0
@@ -77,7 +90,10 @@ class SimConfig:
             raise ValueError(f"sim_store must be mock, real or auto, not {self.sim_store!r}")
         if self.prefix_caching_hash_algo not in ("sha256", "sha256_cbor", "xxhash", "xxhash_cbor"):
             raise ValueError(f"unsupported prefix_caching_hash_algo {self.prefix_caching_hash_algo!r}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError("gpu_memory_utilization must be in (0, 1]")
         self._check_max_model_len()
+        self._pool: PoolSizing | None = None
 
     def _check_max_model_len(self) -> None:
         """vLLM refuses to start when --max-model-len exceeds what the model's config.json derives
@@ -109,9 +125,34 @@ class SimConfig:
             return [self.served_model_name]
         return list(self.served_model_name)
 
+    def pool_sizing(self) -> PoolSizing:
+        """vLLM's pool arithmetic (simulators/vllm/kv_pool_size.py)."""
+        if self._pool is None:
+            shape = model_shape(self.model, self.dtype, self.kv_cache_dtype)
+            weights = model_shape(self.model, self.dtype).dtype_bytes
+            self._pool = size_pool(
+                shape,
+                self.block_size,
+                kv_cache_memory_bytes=self.kv_cache_memory_bytes,
+                num_gpu_blocks_override=self.num_gpu_blocks_override,
+                gpu_memory_utilization=self.gpu_memory_utilization,
+                device_memory_bytes=self.sim_device_memory_bytes,
+                non_kv_memory_bytes=self.sim_non_kv_memory_bytes,
+                weights_dtype_bytes=weights,
+                default_num_gpu_blocks=DEFAULT_NUM_GPU_BLOCKS,
+            )
+        return self._pool
+
+    def check_startup(self) -> None:
+        """vLLM's start-up refusals about KV memory (a `vllm serve` command line gets them; a SimConfig
+        built in code with a deliberately tiny pool does not)."""
+        self.pool_sizing().check(self.resolved_max_model_len())
+
     @property
     def num_gpu_blocks(self) -> int:
-        return self.num_gpu_blocks_override or DEFAULT_NUM_GPU_BLOCKS
+        if self.num_gpu_blocks_override:
+            return self.num_gpu_blocks_override
+        return self.pool_sizing().num_gpu_blocks
 
     def resolved_max_model_len(self) -> int:
         if self.max_model_len:
@@ -137,13 +178,13 @@ class SimConfig:
             "effective_attention_block_size": str(self.block_size),
             "enable_mamba_shared_prefix_checkpoint": "False",
             "enable_prefix_caching": str(self.enable_prefix_caching),
-            "gpu_memory_utilization": "0.92",
+            "gpu_memory_utilization": str(self.gpu_memory_utilization),
             "hash_block_size": "None",
             "is_attention_free": "False",
             "kv_cache_dtype_skip_layers": "[]",
             "kv_cache_layout": "None",
             "kv_cache_max_concurrency": str(tokens / self.resolved_max_model_len()),
-            "kv_cache_memory_bytes": "None",
+            "kv_cache_memory_bytes": str(self.kv_cache_memory_bytes),
             "kv_cache_size_tokens": str(tokens),
             "kv_offloading_backend": "native",
             "kv_offloading_size": "None",
@@ -195,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-prompt-tokens-details", action="store_true", default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--api-key", default=None)
+    p.add_argument("--kv-cache-memory-bytes", type=human_readable_int, default=None)
+    p.add_argument("--gpu-memory-utilization", type=float, default=None)
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--kv-cache-dtype", default=None)
+    p.add_argument("--kv-events-config", type=parse_kv_events_config, default=None)
+    p.add_argument("--data-parallel-rank", "-dpr", type=int, default=None)
+    p.add_argument("--sim-device-memory-bytes", type=human_readable_int, default=None)
+    p.add_argument("--sim-non-kv-memory-bytes", type=human_readable_int, default=None)
     p.add_argument("--sim-metrics", choices=["v1", "v0", "both"], default=None)
     for name in (
         "prefill-base-ms",
@@ -234,4 +283,5 @@ def parse_serve_args(argv: list[str]) -> tuple[SimConfig, list[str]]:
     values.pop("model", None)
     names = {f.name for f in fields(SimConfig)}
     cfg = SimConfig(model=model, **{k: v for k, v in values.items() if k in names})
+    cfg.check_startup()
     return cfg, unknown

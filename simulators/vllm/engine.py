@@ -21,6 +21,7 @@ from simulators.vllm.config import SimConfig
 from simulators.vllm.connectors.base import GenerationError, KVLoadError
 from simulators.vllm.hashing import BlockHasher
 from simulators.vllm.kv_connector import KVConnector, NoKVConnector
+from simulators.vllm.kv_events import KVEventRecorder, ZmqEventPublisher, int_hashes_from_env, stamp
 from simulators.vllm.latency import LatencyModel
 from simulators.vllm.metrics import EngineMetrics
 from simulators.vllm.prefix_cache import KVCacheManager
@@ -35,7 +36,11 @@ class Engine:
         self.block_size = cfg.block_size
         self.max_model_len = cfg.resolved_max_model_len()
         self.clock: WallClock | VirtualClock = VirtualClock() if cfg.sim_virtual_clock else WallClock()
-        self.kv = KVCacheManager(cfg.num_gpu_blocks, cfg.block_size, cfg.enable_prefix_caching)
+        ev = cfg.kv_events_config
+        # vLLM records events whenever enable_kv_cache_events is set (publisher "null" drops them)
+        self.kv_events = KVEventRecorder(int_hashes_from_env(cfg.sim_env)) if ev and ev.enable_kv_cache_events else None
+        self.publisher: ZmqEventPublisher | None = None
+        self.kv = KVCacheManager(cfg.num_gpu_blocks, cfg.block_size, cfg.enable_prefix_caching, self.kv_events)
         self.hasher = BlockHasher(cfg.block_size, cfg.prefix_caching_hash_algo, cfg.sim_env)
         self.connector: KVConnector = kv_connector or NoKVConnector()
         self.has_connector = kv_connector is not None or cfg.kv_transfer_config is not None
@@ -53,6 +58,32 @@ class Engine:
         self._admitted: dict[str, asyncio.Future[None]] = {}
         self._ids = itertools.count()
 
+    # -- KV events ------------------------------------------------------------------------------------
+    def start_publisher(self) -> None:
+        ev = self.cfg.kv_events_config
+        if ev is not None and ev.publishes and self.publisher is None:
+            self.publisher = ZmqEventPublisher(ev, self.cfg.data_parallel_rank)
+
+    def stop_publisher(self) -> None:
+        if self.publisher is not None:
+            self.publish_events()
+            self.publisher.shutdown()
+            self.publisher = None
+
+    def publish_events(self) -> None:
+        """vLLM's scheduler publishes what a step produced as one batch; the fake, what one engine
+        operation (a scheduling pass, a decode slot, a reset) produced."""
+        if self.kv_events is None:
+            return
+        events = self.kv_events.take()
+        if events and self.publisher is not None:
+            self.publisher.publish(stamp(events))
+
+    def reset_prefix_cache(self) -> bool:
+        ok = self.kv.reset_prefix_cache()
+        self.publish_events()
+        return ok
+
     # -- requests -------------------------------------------------------------------------------------
     def new_request(
         self,
@@ -65,6 +96,7 @@ class Engine:
         skip_reading_prefix_cache: bool = False,
         request_id: str | None = None,
         sample_index: int = 0,
+        allowed_token_ids: list[int] | None = None,
     ) -> SimRequest:
         rid = request_id or f"req-{next(self._ids)}"
         plan = plan_output(
@@ -73,6 +105,7 @@ class Engine:
             prompt_token_ids,
             max_tokens,
             sample_index,
+            allowed_token_ids,
         )
         req = SimRequest(
             rid, prompt_token_ids, max_tokens, plan, kv_transfer_params, cache_salt, skip_reading_prefix_cache
@@ -148,6 +181,7 @@ class Engine:
             fut = self._admitted.pop(req.request_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(None)
+        self.publish_events()
 
     async def _admission(self, req: SimRequest) -> None:
         """Wait until schedule() has moved the request to running (it is already in the waiting queue)."""
@@ -305,6 +339,7 @@ class Engine:
                         break
                     # decode step: compute the KV of the last token, sample the next
                     outcome = self._decode_slot(req)
+                    self.publish_events()
                     if outcome != "ok":
                         break
                     dt = lat.itl()

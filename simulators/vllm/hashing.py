@@ -80,7 +80,8 @@ class BlockHasher:
 
     `extend(hashes, token_ids)` appends hashes for the full blocks of `token_ids` not yet hashed, the
     way vLLM's request_block_hasher runs each time tokens are appended to a request. `cache_salt`
-    goes into the first block's extra keys only, as in generate_block_hash_extra_keys.
+    goes into the first block's extra keys only, tagged with its source as vLLM 0.32's
+    generate_block_hash_extra_keys does (`(("cache_salt", salt),)`; before 0.32: `(salt,)`).
     """
 
     def __init__(self, block_size: int, algo: str = "sha256", env: dict[str, str] | None = None) -> None:
@@ -96,7 +97,7 @@ class BlockHasher:
         fn = self.hash_fn
         parent = hashes[-1] if hashes else self.root
         while start + bs <= n:
-            extra = (cache_salt,) if (cache_salt and start == 0) else None
+            extra = (("cache_salt", cache_salt),) if (cache_salt and start == 0) else None
             parent = fn((parent, tuple(token_ids[start : start + bs]), extra))
             hashes.append(parent)
             start += bs

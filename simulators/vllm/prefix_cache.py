@@ -15,13 +15,22 @@ Sources imitated (read, not copied):
   recomputed); `allocate_slots` refuses when the new blocks exceed the free blocks minus the evictable
   cached blocks it is about to reuse, and caches every full block as soon as its slots are allocated;
   `free` releases a request's blocks in reverse order so its tail blocks are evicted first.
+- KV events (vllm/v1/core/block_pool.py, 0.32): `cache_full_blocks` reports the blocks it caches in
+  one BlockStored (parent = the hash of the block before the first, token ids of those blocks, one
+  extra-keys entry per block); a hit's blocks count as already cached (single_type_kv_cache_manager
+  sets num_cached_block to the hit count), so they are never reported again;
+  `_maybe_evict_cached_block` reports each block whose hash leaves the cache as its own BlockRemoved
+  (a hash cached in two blocks is stored twice and removed twice); `reset_prefix_cache` reports
+  AllBlocksCleared. The events come from this pool's own operations, so they agree with its counters.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from simulators.vllm.kv_events import KVEventRecorder
 
 
 @dataclass(slots=True, eq=False)
@@ -96,7 +105,9 @@ class FreeBlockQueue:
 
 
 class BlockPool:
-    def __init__(self, num_gpu_blocks: int, enable_caching: bool = True) -> None:
+    def __init__(
+        self, num_gpu_blocks: int, enable_caching: bool = True, events: KVEventRecorder | None = None
+    ) -> None:
         if num_gpu_blocks < 2:
             raise ValueError("num_gpu_blocks must be at least 2 (block 0 is the null block)")
         self.num_gpu_blocks = num_gpu_blocks
@@ -105,6 +116,7 @@ class BlockPool:
         self.free_queue = FreeBlockQueue(self.blocks)
         self.cached: dict[bytes, dict[int, KVCacheBlock]] = {}
         self.null_block = self.free_queue.popleft()
+        self.events = events
 
     @property
     def num_free_blocks(self) -> int:
@@ -125,11 +137,14 @@ class BlockPool:
         if h is None:
             return
         entry = self.cached.get(h)
+        removed = None
         if entry is not None:
-            entry.pop(block.block_id, None)
+            removed = entry.pop(block.block_id, None)
             if not entry:
                 del self.cached[h]
         block.block_hash = None
+        if removed is not None and self.events is not None:
+            self.events.removed(h)
 
     def get_new_blocks(self, n: int) -> list[KVCacheBlock]:
         if n > len(self.free_queue):
@@ -166,8 +181,16 @@ class BlockPool:
             self.free_queue.append_n(last)
 
     def cache_full_blocks(
-        self, blocks: Sequence[KVCacheBlock], hashes: Sequence[bytes], start: int, end: int
+        self,
+        blocks: Sequence[KVCacheBlock],
+        hashes: Sequence[bytes],
+        start: int,
+        end: int,
+        block_size: int = 0,
+        token_ids: Sequence[int] = (),
+        cache_salt: str | None = None,
     ) -> None:
+        new: list[bytes] = []
         for i in range(start, end):
             b = blocks[i]
             if b.block_hash is not None:  # a hit block: already cached under this hash
@@ -175,6 +198,18 @@ class BlockPool:
             h = hashes[i]
             b.block_hash = h
             self.cached.setdefault(h, {})[b.block_id] = b
+            new.append(h)
+        if self.events is not None and new:
+            extra: list[tuple[Any, ...] | None] = [
+                (cache_salt,) if (i == 0 and cache_salt) else None for i in range(start, end)
+            ]
+            self.events.stored(
+                new,
+                hashes[start - 1] if start > 0 else None,
+                list(token_ids[start * block_size : end * block_size]),
+                block_size,
+                extra,
+            )
 
     def reset(self) -> bool:
         """vLLM's reset_prefix_cache: only when no block is in use."""
@@ -184,6 +219,8 @@ class BlockPool:
             for b in h_blocks.values():
                 b.block_hash = None
         self.cached.clear()
+        if self.events is not None:
+            self.events.cleared()
         return True
 
 
@@ -194,9 +231,13 @@ class CacheRequest(Protocol):
     block_hashes: list[bytes]
     num_computed_tokens: int
     num_preemptions: int
+    cache_salt: str | None
 
     @property
     def num_tokens(self) -> int: ...
+
+    @property
+    def all_token_ids(self) -> list[int]: ...
 
 
 @dataclass(slots=True)
@@ -212,10 +253,16 @@ class PrefixCacheStats:
 
 
 class KVCacheManager:
-    def __init__(self, num_gpu_blocks: int, block_size: int, enable_caching: bool = True) -> None:
+    def __init__(
+        self,
+        num_gpu_blocks: int,
+        block_size: int,
+        enable_caching: bool = True,
+        events: KVEventRecorder | None = None,
+    ) -> None:
         self.block_size = block_size
         self.enable_caching = enable_caching
-        self.pool = BlockPool(num_gpu_blocks, enable_caching)
+        self.pool = BlockPool(num_gpu_blocks, enable_caching, events)
         self.req_blocks: dict[str, list[KVCacheBlock]] = {}
         self.num_cached: dict[str, int] = {}
         self.stats = PrefixCacheStats()
@@ -285,7 +332,8 @@ class KVCacheManager:
             return None
         if req_blocks is None:
             req_blocks = self.req_blocks[request.request_id] = []
-            self.num_cached[request.request_id] = 0
+            # a hit's blocks are cached already (vLLM: num_cached_block = the hit count)
+            self.num_cached[request.request_id] = len(new_computed_blocks)
         if new_computed_blocks:
             pool.touch(new_computed_blocks)
             req_blocks.extend(new_computed_blocks)
@@ -300,7 +348,16 @@ class KVCacheManager:
         full = min(num_tokens // self.block_size, len(request.block_hashes))
         start = self.num_cached[rid]
         if full > start:
-            self.pool.cache_full_blocks(self.req_blocks[rid], request.block_hashes, start, full)
+            reporting = self.pool.events is not None  # token ids and salt only go into events
+            self.pool.cache_full_blocks(
+                self.req_blocks[rid],
+                request.block_hashes,
+                start,
+                full,
+                self.block_size,
+                request.all_token_ids if reporting else (),
+                request.cache_salt if reporting else None,
+            )
             self.num_cached[rid] = full
 
     def block_ids(self, request_id: str) -> list[int]:
@@ -320,3 +377,6 @@ class KVCacheManager:
 
     def reset_prefix_cache(self) -> bool:
         return self.pool.reset()
+
+    def take_events(self) -> list[Any]:
+        return self.pool.events.take() if self.pool.events is not None else []

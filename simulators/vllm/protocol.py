@@ -195,6 +195,8 @@ class Sampling:
     skip_reading_prefix_cache: bool
     return_token_ids: bool = False
     n: int = 1
+    # vLLM's SamplingParams.allowed_token_ids: sampling is restricted to these ids
+    allowed_token_ids: list[int] | None = None
 
 
 def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: bool) -> Sampling:
@@ -225,6 +227,15 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
     cache_salt = opt_str(body, "cache_salt")
     prompt_logprobs = opt_int(body, "prompt_logprobs", None)
     return_token_ids = opt_bool(body, "return_token_ids", False)
+    allowed = body.get("allowed_token_ids")
+    if allowed is not None and (
+        not isinstance(allowed, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in allowed)
+    ):
+        raise validation_error(
+            ("list_type", "body.allowed_token_ids", "Input should be a valid list of integers", allowed)
+        )
+    if allowed is not None and not allowed:
+        raise bad("allowed_token_ids is not None and empty!")  # vllm/sampling_params.py's ValueError
     if so is not None and not stream:
         raise engine_error(
             "Stream options can only be defined when `stream=True`.", "stream_options", with_value=False
@@ -255,6 +266,7 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
         skip_reading_prefix_cache=prompt_logprobs is not None,
         return_token_ids=return_token_ids,
         n=n or 1,
+        allowed_token_ids=allowed,
     )
 
 

@@ -143,6 +143,7 @@ class FakeVLLMServer(AsyncService):
             shutdown_timeout=0.25,
         )
         await self._runner.setup()
+        self.engine.start_publisher()
         site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port, reuse_address=True, backlog=1024)
         await site.start()
         self.port = self._runner.addresses[0][1]
@@ -153,6 +154,7 @@ class FakeVLLMServer(AsyncService):
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        self.engine.stop_publisher()
         if isinstance(self.connector, ConnectorBase):
             await self.connector.stop()
 
@@ -322,6 +324,7 @@ class FakeVLLMServer(AsyncService):
             kv_transfer_params=s.kv_transfer_params,
             cache_salt=s.cache_salt,
             skip_reading_prefix_cache=s.skip_reading_prefix_cache,
+            allowed_token_ids=s.allowed_token_ids,
         )
 
     async def _complete(
@@ -633,7 +636,7 @@ class FakeVLLMServer(AsyncService):
         return _json(self.faults.as_dict())
 
     async def reset_prefix_cache(self, request: web.Request) -> web.Response:
-        ok = self.engine.kv.reset_prefix_cache()
+        ok = self.engine.reset_prefix_cache()
         return _json({"reset": ok}, 200 if ok else 409)
 
     async def state(self, request: web.Request) -> web.Response:

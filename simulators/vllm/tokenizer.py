@@ -140,10 +140,19 @@ def load_tokenizer(model: str, tokenizer: str | None = None) -> Tokenizer:
     return ByteTokenizer()
 
 
-def plan_output(tok: Tokenizer, seed: int, prompt_ids: list[int], n: int, sample_index: int = 0) -> list[int]:
-    """The tokens a request will emit: a pure function of (seed, prompt[, which of n samples])."""
+def plan_output(
+    tok: Tokenizer,
+    seed: int,
+    prompt_ids: list[int],
+    n: int,
+    sample_index: int = 0,
+    allowed_token_ids: list[int] | None = None,
+) -> list[int]:
+    """The tokens a request will emit: a pure function of (seed, prompt[, which of n samples]), drawn
+    from `allowed_token_ids` when the request restricts sampling (vLLM masks every other logit, so
+    one allowed id makes the output that id, on real vLLM too)."""
     h = hashlib.blake2b(
         array("q", prompt_ids).tobytes(), digest_size=16, key=f"{seed}:{sample_index}".encode()
     )
     rng = random.Random(int.from_bytes(h.digest(), "little"))
-    return rng.choices(tok.output_vocab, k=n)
+    return rng.choices(allowed_token_ids or tok.output_vocab, k=n)

@@ -21,7 +21,7 @@ def test_parse_serve_args_maps_vllm_flags_and_keeps_unknown_ones() -> None:
             "--block-size",
             "32",
             "--num-gpu-blocks-override",
-            "64",
+            "65",  # 64 blocks (63 usable + the null block) cannot hold 2048 tokens: vLLM refuses
             "--no-enable-prefix-caching",
             "--kv-transfer-config",
             '{"kv_connector": "NixlConnector"}',
@@ -40,7 +40,7 @@ def test_parse_serve_args_maps_vllm_flags_and_keeps_unknown_ones() -> None:
         ]
     )
     assert cfg.model == "fixtures/models/tiny-llama" and cfg.block_size == 32
-    assert cfg.num_gpu_blocks == 64 and cfg.enable_prefix_caching is False
+    assert cfg.num_gpu_blocks == 65 and cfg.enable_prefix_caching is False
     assert cfg.kv_transfer_config == {"kv_connector": "NixlConnector"}
     assert (
         cfg.model_names == ["a", "b"]
@@ -48,7 +48,8 @@ def test_parse_serve_args_maps_vllm_flags_and_keeps_unknown_ones() -> None:
         and cfg.sim_itl_ms == 2.5
         and cfg.seed == 3
     )
-    assert unknown == ["--enforce-eager", "--gpu-memory-utilization", "0.5"]
+    assert cfg.gpu_memory_utilization == 0.5
+    assert unknown == ["--enforce-eager"]
 
 
 def test_serve_process_starts_reports_unknown_flags_and_answers(tmp_path: Path) -> None:
@@ -84,4 +85,4 @@ def test_serve_process_starts_reports_unknown_flags_and_answers(tmp_path: Path) 
         proc.stop()
     text = log.read_text()
     assert text.count("ignoring flags it does not model") == 1
-    assert "--load-format dummy --dtype bfloat16" in text
+    assert "--load-format dummy\n" in text  # --dtype is modelled now (the KV block size)
