@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "expect": ("kvtest.expect:main", "compute the counters each node must show for a dataset"),
     "demo": ("kvtest.experiments.cli:demo_main", "run the seed's experiments on a cluster, with a report"),
     "experiment": ("kvtest.experiments.cli:experiment_main", "run one of the seed's experiments"),
+    "kv-routing": (
+        "kvtest.experiments.kv_routing:main",
+        "compare kv_aware / prefix / round robin / random by prefix-cache hit rate",
+    ),
     "report": ("kvtest.report.cli:main", "render a run directory as Markdown, PNG charts and JUnit XML"),
     "cluster": ("kvtest.cluster.cli:main", "bring a cluster file up or down, show status and logs"),
     "conformance": ("kvtest.conformance.cli:main", "rate a P/D router (any command) on fake vLLM nodes"),

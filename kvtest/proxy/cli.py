@@ -52,6 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix-blocks", type=int, default=4)
     p.add_argument("--prefix-load-factor", type=float, default=1.25)
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024)
+    kv = p.add_argument_group("kv_aware", "KV-event routing (--strategy kv_aware)")
+    kv.add_argument(
+        "--kv-events",
+        nargs="+",
+        default=[],
+        metavar="ENDPOINT",
+        help="each prefill node's --kv-events-config endpoint (tcp://host:port), in --prefill order",
+    )
+    kv.add_argument(
+        "--kv-replay",
+        nargs="+",
+        default=[],
+        metavar="ENDPOINT",
+        help="each prefill node's replay_endpoint, in --prefill order",
+    )
+    kv.add_argument("--kv-model", default=None, metavar="DIR", help="the nodes' model dir (tokenizer)")
+    kv.add_argument("--kv-block-size", type=int, default=16)
+    kv.add_argument("--kv-hash-algo", default="sha256")
+    kv.add_argument("--kv-hash-seed", default=None, help="the nodes' PYTHONHASHSEED")
+    kv.add_argument("--kv-topic", default="")
     return p
 
 
@@ -74,6 +94,13 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         prefix_blocks=args.prefix_blocks,
         prefix_load_factor=args.prefix_load_factor,
         max_body_bytes=args.max_body_bytes,
+        kv_events=args.kv_events,
+        kv_replay=args.kv_replay,
+        kv_model=args.kv_model,
+        kv_block_size=args.kv_block_size,
+        kv_hash_algo=args.kv_hash_algo,
+        kv_hash_seed=args.kv_hash_seed,
+        kv_topic=args.kv_topic,
     )
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-STRATEGIES = ("designate", "round_robin", "random", "prefix")
+if TYPE_CHECKING:
+    from kvtest.proxy.kv_aware import KVAwareSettings
+
+STRATEGIES = ("designate", "round_robin", "random", "prefix", "kv_aware")
 FLOWS = ("store", "nixl", "mooncake")
 
 # vLLM's MooncakeConnector bootstrap server port (env VLLM_MOONCAKE_BOOTSTRAP_PORT, default 8998;
@@ -39,6 +43,16 @@ class ProxyConfig:
     prefix_blocks: int = 4
     prefix_load_factor: float = 1.25
     max_body_bytes: int = 64 * 1024 * 1024
+    # kv_aware (kvtest/proxy/kv_aware.py): each prefill node's KV-events PUB endpoint (and replay
+    # endpoint), in --prefill order, and how the nodes hash blocks: model dir (tokenizer, chat
+    # template), block size, algorithm, PYTHONHASHSEED
+    kv_events: list[str] = field(default_factory=list)
+    kv_replay: list[str] = field(default_factory=list)
+    kv_model: str | None = None
+    kv_block_size: int = 16
+    kv_hash_algo: str = "sha256"
+    kv_hash_seed: str | None = None
+    kv_topic: str = ""
 
     def __post_init__(self) -> None:
         if not self.prefill or not self.decode:
@@ -51,8 +65,31 @@ class ProxyConfig:
             raise ValueError("give one --bootstrap-port, or one per --prefill URL")
         if self.prefix_load_factor < 1.0:
             raise ValueError("prefix_load_factor must be >= 1")
+        if self.strategy == "kv_aware":
+            if len(self.kv_events) != len(self.prefill):
+                raise ValueError("kv_aware needs one --kv-events endpoint per --prefill URL")
+            if self.kv_replay and len(self.kv_replay) != len(self.prefill):
+                raise ValueError("give no --kv-replay, or one per --prefill URL")
+            if not self.kv_model:
+                raise ValueError("kv_aware needs --kv-model (the nodes' model dir: tokenizer, chat template)")
+            if self.kv_block_size <= 0:
+                raise ValueError("kv_block_size must be positive")
         self.prefill = [normalize_url(u) for u in self.prefill]
         self.decode = [normalize_url(u) for u in self.decode]
+
+    def kv_aware_settings(self) -> KVAwareSettings:
+        from kvtest.proxy.kv_aware import KVAwareSettings
+
+        replay: list[str | None] = list(self.kv_replay) or [None] * len(self.kv_events)
+        return KVAwareSettings(
+            self.kv_events,
+            replay,
+            self.kv_model or "",
+            self.kv_block_size,
+            self.kv_hash_algo,
+            self.kv_hash_seed,
+            self.kv_topic,
+        )
 
     def bootstrap_port_for(self, index: int) -> int:
         return self.bootstrap_port[0] if len(self.bootstrap_port) == 1 else self.bootstrap_port[index]

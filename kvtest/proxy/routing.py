@@ -8,6 +8,7 @@ Strategies (the seed's Designate / RR / Random, plus prefix affinity):
   come and go); a node whose in-flight count is above `prefix_load_factor` x the mean is passed over for
   the next one in its rendezvous order ("consistent hashing with bounded loads"). Decode: round robin.
 - designate: requests are expected to designate; a missing half is filled round robin.
+- kv_aware: the longest prefix cached on a prefill node, from the nodes' KV events (kv_aware.py).
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import hashlib
 import math
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvtest.proxy.config import Node, ProxyConfig, make_node
 from kvtest.proxy.designation import Designation
 from kvtest.proxy.errors import ProxyError
+
+if TYPE_CHECKING:
+    from kvtest.proxy.kv_aware import KVAware
 
 
 class Router:
@@ -39,6 +43,11 @@ class Router:
         self._random = random.Random(config.seed)
         # In-flight requests per node URL (the server increments and decrements around each leg).
         self.in_flight: dict[str, int] = {n.url: 0 for n in (*self.prefill, *self.decode)}
+        self.kv_aware: KVAware | None = None
+        if config.strategy == "kv_aware":
+            from kvtest.proxy.kv_aware import KVAware
+
+            self.kv_aware = KVAware(self)
 
     # -- designation ---------------------------------------------------------------------------------
     def resolve(self, role: str, hostport: str) -> Node:
@@ -71,6 +80,8 @@ class Router:
                 prefill = self._random.choice(self.prefill)
             elif strategy == "prefix":
                 prefill = self._prefix_pick(body)
+            elif self.kv_aware is not None:
+                prefill = self.kv_aware.prefill(body)
             else:
                 prefill = self._round_robin("prefill", self.prefill)
         if decode is None:
@@ -79,6 +90,9 @@ class Router:
             else:
                 decode = self._round_robin("decode", self.decode)
         return prefill, decode
+
+    def round_robin(self, role: str) -> Node:
+        return self._round_robin(role, self.prefill if role == "prefill" else self.decode)
 
     def _round_robin(self, role: str, nodes: Sequence[Node]) -> Node:
         index = self._rr[role]

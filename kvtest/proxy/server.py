@@ -89,6 +89,8 @@ class PDProxy(AsyncService):
             self.build_app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
         )
         await self._runner.setup()
+        if self.router.kv_aware is not None:
+            await self.router.kv_aware.start()
         site = web.TCPSite(self._runner, cfg.host, cfg.port)
         await site.start()
         server = site._server
@@ -108,6 +110,8 @@ class PDProxy(AsyncService):
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self.router.kv_aware is not None:
+            await self.router.kv_aware.stop()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -529,7 +533,10 @@ class PDProxy(AsyncService):
         )
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body = self.metrics.render()
+        if self.router.kv_aware is not None:
+            body += ("\n".join(self.router.kv_aware.metrics_lines()) + "\n").encode()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @web.middleware

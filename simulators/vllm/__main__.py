@@ -12,7 +12,11 @@ from simulators.vllm.config import parse_serve_args
 async def _serve(argv: list[str]) -> int:
     from simulators.vllm.server import FakeVLLMServer
 
-    cfg, unknown = parse_serve_args(argv)
+    try:
+        cfg, unknown = parse_serve_args(argv)
+    except ValueError as e:  # vLLM's start-up refusals (KV memory, max_model_len): message, exit 1
+        print(f"ValueError: {e}", file=sys.stderr, flush=True)
+        return 1
     if unknown:
         print(
             f"fake vllm: ignoring flags it does not model: {' '.join(unknown)}", file=sys.stderr, flush=True

@@ -38,9 +38,13 @@ class Engine:
         self.clock: WallClock | VirtualClock = VirtualClock() if cfg.sim_virtual_clock else WallClock()
         ev = cfg.kv_events_config
         # vLLM records events whenever enable_kv_cache_events is set (publisher "null" drops them)
-        self.kv_events = KVEventRecorder(int_hashes_from_env(cfg.sim_env)) if ev and ev.enable_kv_cache_events else None
+        self.kv_events = (
+            KVEventRecorder(int_hashes_from_env(cfg.sim_env)) if ev and ev.enable_kv_cache_events else None
+        )
         self.publisher: ZmqEventPublisher | None = None
-        self.kv = KVCacheManager(cfg.num_gpu_blocks, cfg.block_size, cfg.enable_prefix_caching, self.kv_events)
+        self.kv = KVCacheManager(
+            cfg.num_gpu_blocks, cfg.block_size, cfg.enable_prefix_caching, self.kv_events
+        )
         self.hasher = BlockHasher(cfg.block_size, cfg.prefix_caching_hash_algo, cfg.sim_env)
         self.connector: KVConnector = kv_connector or NoKVConnector()
         self.has_connector = kv_connector is not None or cfg.kv_transfer_config is not None

@@ -154,7 +154,9 @@ class KVEventRecorder:
         )
 
     def removed(self, block_hash: bytes) -> None:
-        self.queue.append(BlockRemoved(block_hashes=[self.external(block_hash)], medium=MEDIUM_GPU, group_idx=0))
+        self.queue.append(
+            BlockRemoved(block_hashes=[self.external(block_hash)], medium=MEDIUM_GPU, group_idx=0)
+        )
 
     def cleared(self) -> None:
         self.queue.append(AllBlocksCleared())
@@ -200,7 +202,7 @@ class ZmqEventPublisher:
         self._queue: queue.Queue[KVEventBatch | None] = queue.Queue(maxsize=cfg.max_queue_size)
         self._buffer: deque[tuple[int, bytes]] = deque(maxlen=cfg.buffer_steps)
         self._topic = cfg.topic.encode("utf-8")
-        self._ctx = zmq.Context.instance()
+        self._ctx: Any = zmq.Context.instance()
         self._pub = self._ctx.socket(zmq.PUB)
         self._pub.set_hwm(cfg.hwm)
         self._replay = None

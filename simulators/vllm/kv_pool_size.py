@@ -44,7 +44,7 @@ DTYPE_BYTES = {
     "fp8_inc": 1,
 }
 # A bare model name (no config.json) gets tiny-llama's shape, as the store connectors do.
-BARE_MODEL_SHAPE = {"layers": 2, "kv_heads": 2, "head_size": 64, "dtype": "bfloat16", "hidden": 256}
+BARE_MODEL_SHAPE: dict[str, int] = {"layers": 2, "kv_heads": 2, "head_size": 64, "hidden": 256}
 
 
 def human_readable_int(value: str) -> int:

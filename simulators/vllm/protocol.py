@@ -229,7 +229,8 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
     return_token_ids = opt_bool(body, "return_token_ids", False)
     allowed = body.get("allowed_token_ids")
     if allowed is not None and (
-        not isinstance(allowed, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in allowed)
+        not isinstance(allowed, list)
+        or not all(isinstance(t, int) and not isinstance(t, bool) for t in allowed)
     ):
         raise validation_error(
             ("list_type", "body.allowed_token_ids", "Input should be a valid list of integers", allowed)
