@@ -93,6 +93,7 @@ class KVEventStream:
         self.lost = False  # a gap the replay could not fill: the picture of this node is incomplete
         self.batches = 0
         self._stop = asyncio.Event()
+        self.ready = asyncio.Event()  # set once the start-up replay is done (or skipped)
         self._ctx: Any = None
 
     def _context(self) -> Any:
@@ -156,6 +157,7 @@ class KVEventStream:
             if replay_from_start and self.replay_endpoint is not None:
                 await self._fill(0, None, on_batch)
                 self.lost = False  # an empty or trimmed buffer at start is not a gap
+            self.ready.set()
             stop = asyncio.ensure_future(self._stop.wait())
             while not self._stop.is_set():
                 recv = asyncio.ensure_future(sub.recv_multipart())

@@ -4,9 +4,9 @@ Each strategy gets fresh fake prefill nodes (publishing vLLM's KV events), one d
 then two workloads go through the proxy:
 - seed: the seed's prefix-caching dataset (kvtest/workload/dataset.py: shared contexts, several
   questions each, in the seed's order), designations removed so the strategy decides;
-- many-tenant: more distinct contexts than one node's cache holds (tenants = nodes x what one node
-  holds x 3/4), every prompt starting with the same system preamble (longer than the prefix strategy's
-  key), tenants drawn at random (seeded).
+- many-tenant: more distinct contexts than one node's cache holds (12 tenants; a node holds 4), every
+  prompt starting with the same system preamble (longer than the prefix strategy's key), tenants drawn
+  at random (seeded).
 Hit rate = vllm:prefix_cache_hits / queries (tokens) per prefill node and in total. The report
 (report.md, results.json, hit_rates.png) goes to the run directory.
 """
@@ -178,9 +178,7 @@ async def run_strategy(
 
 
 async def run_all(args: argparse.Namespace) -> list[StrategyResult]:
-    tenant_blocks = (len(PREAMBLE) + 12 * args.context_words) // args.block_size  # ~1 token per char
-    per_node = max(1, args.pool_blocks // max(1, tenant_blocks))
-    tenants = args.tenants or per_node * args.prefill_nodes * 3 // 4 * 2
+    tenants = args.tenants
     workloads = {
         "seed": seed_workload(args.contexts, args.per_context, args.context_len),
         "many-tenant": many_tenant_workload(tenants, args.requests, args.context_words, args.seed),
@@ -280,9 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contexts", type=int, default=8, help="seed workload: shared contexts")
     p.add_argument("--per-context", type=int, default=6, help="seed workload: questions per context")
     p.add_argument("--context-len", type=int, default=20, help="seed workload: sentences per context")
-    p.add_argument("--tenants", type=int, default=0, help="many-tenant workload: tenants (0: derived)")
+    # tiny-llama's tokenizer: the preamble is 284 tokens (18 blocks), a prompt with 80 context words
+    # ~745 (47 blocks), so a 160-block node holds 4 tenants: 12 tenants are 3 nodes' worth
+    p.add_argument("--tenants", type=int, default=12, help="many-tenant workload: tenants")
     p.add_argument("--requests", type=int, default=240, help="many-tenant workload: requests")
-    p.add_argument("--context-words", type=int, default=40, help="many-tenant workload: words per context")
+    p.add_argument("--context-words", type=int, default=80, help="many-tenant workload: words per context")
     return p
 
 

@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     kv.add_argument("--kv-hash-algo", default="sha256")
     kv.add_argument("--kv-hash-seed", default=None, help="the nodes' PYTHONHASHSEED")
     kv.add_argument("--kv-topic", default="")
+    kv.add_argument(
+        "--kv-match-threshold",
+        type=float,
+        default=0.5,
+        help="below this share of a request's blocks cached on the best node, pick the emptiest node",
+    )
     return p
 
 
@@ -101,6 +107,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         kv_hash_algo=args.kv_hash_algo,
         kv_hash_seed=args.kv_hash_seed,
         kv_topic=args.kv_topic,
+        kv_match_threshold=args.kv_match_threshold,
     )
 
 

@@ -53,6 +53,7 @@ class ProxyConfig:
     kv_hash_algo: str = "sha256"
     kv_hash_seed: str | None = None
     kv_topic: str = ""
+    kv_match_threshold: float = 0.5  # below this share of its blocks cached anywhere: the emptiest node
 
     def __post_init__(self) -> None:
         if not self.prefill or not self.decode:
@@ -89,6 +90,7 @@ class ProxyConfig:
             self.kv_hash_algo,
             self.kv_hash_seed,
             self.kv_topic,
+            self.kv_match_threshold,
         )
 
     def bootstrap_port_for(self, index: int) -> int:

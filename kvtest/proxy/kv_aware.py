@@ -10,12 +10,18 @@ known from the KV cache events every prefill node publishes (vLLM's `--kv-events
   the cluster's PYTHONHASHSEED, hash algorithm and block size, cache_salt in the first block
   (simulators/vllm/hashing.py). Only the blocks a hit can use count: vLLM never reuses the block
   holding the last prompt token ((n - 1) // block_size blocks at most).
-- The node with the longest run of leading blocks wins. Ties (0 blocks included) are broken by load:
-  the tied nodes in the rendezvous order of the first block none of them holds, passing over a node
-  whose load (the proxy's in-flight requests there: the node's running + waiting requests from this
-  proxy) is above prefix_load_factor x the mean, else the least loaded. Plain least-load broke the
-  seed workload: its concurrent requests for one new context, routed before the first one's events
-  arrived, were spread over every node (measured: 22% total hit rate against prefix's 41%).
+- The node with the longest run of leading blocks wins, unless that run is below `kv_match_threshold`
+  of the request's blocks (default 0.5): then the request is mostly new everywhere and goes to the node
+  with the fewest cached blocks (SGLang's cache-aware policy does the same). Without that, a shared
+  system preamble drew every new tenant to the first node that had cached the preamble (measured:
+  one node of three took every request, 74% hit rate, no better than prefix hashing). The preamble
+  must be under the threshold's share of a prompt for this to help.
+- Ties (0 blocks included) are broken by load: the tied nodes in the rendezvous order of the first
+  block none of them holds, passing over a node whose load (the proxy's in-flight requests there: the
+  node's running + waiting requests from this proxy) is above prefix_load_factor x the mean, else the
+  least loaded. Plain least-load broke the seed workload: its concurrent requests for one new context,
+  routed before the first one's events arrived, were spread over every node (measured: 22% total hit
+  rate against prefix's 41%).
 - A node whose stream is lost (a gap the replay buffer no longer covers, or a stream that failed)
   makes the picture incomplete: every pick falls back to load alone until the proxy restarts, and
   /metrics says so (kvtest_proxy_kv_events_stream_up{node} 0, picks counted with reason
@@ -102,6 +108,7 @@ class KVAwareSettings:
     hash_algo: str
     hash_seed: str | None
     topic: str = ""
+    match_threshold: float = 0.5
 
 
 class KVAware:
@@ -200,7 +207,14 @@ class KVAware:
         hashes = self.request_hashes(body)
         lengths = self.index.prefix_lengths(hashes, [n.url for n in nodes])
         top = max(lengths.values(), default=0)
-        tied = [n for n in nodes if lengths[n.url] == top]
+        if hashes and top < self.settings.match_threshold * len(hashes):
+            # mostly new to every node (a new tenant behind a shared preamble, say): the emptiest node
+            cached = self.index.blocks
+            least = min(cached[n.url] for n in nodes)
+            tied = [n for n in nodes if cached[n.url] == least]
+            top = 0
+        else:
+            tied = [n for n in nodes if lengths[n.url] == top]
         # ties: the rendezvous order of the first block none of them holds, skipping nodes loaded above
         # prefix_load_factor x the mean (the prefix strategy's bounded loads), so that concurrent
         # requests for one new context meet on one node while a busy node is passed over
