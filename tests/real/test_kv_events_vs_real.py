@@ -235,6 +235,8 @@ def test_fake_kv_events_equal_real_vllm(tmp_path: Path) -> None:
     real = asyncio.run(drive("real", tmp_path))
     fake = asyncio.run(drive("fake", tmp_path))
     r, f = flat(real), flat(fake)
+    for name, events in (("real", r), ("fake", f)):  # for a person comparing by hand
+        (tmp_path / f"{name}_events.json").write_text(json.dumps(events, indent=1))
     stored = sum(len(e["block_hashes"]) for e in r if e["type"] == "BlockStored")
     removed = sum(len(e["block_hashes"]) for e in r if e["type"] == "BlockRemoved")
     print(f"kv events: real {len(r)} events ({stored} blocks stored, {removed} removed), fake {len(f)}")

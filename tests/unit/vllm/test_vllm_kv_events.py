@@ -82,6 +82,7 @@ async def test_stored_once_removed_on_eviction_in_pool_order() -> None:
             lora_name=None,
             extra_keys=[None, None],
             group_idx=0,
+            kv_cache_spec_kind="full_attention",
         )
     ]
     await run(e, list(range(9)))  # a hit: nothing stored again
