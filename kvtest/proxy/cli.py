@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix-blocks", type=int, default=4)
     p.add_argument("--prefix-load-factor", type=float, default=1.25)
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024)
+    p.add_argument("--body-timeout", type=float, default=60.0, help="seconds; a slower request body gets 408")
     return p
 
 
@@ -74,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         prefix_blocks=args.prefix_blocks,
         prefix_load_factor=args.prefix_load_factor,
         max_body_bytes=args.max_body_bytes,
+        body_timeout=args.body_timeout,
     )
 
 

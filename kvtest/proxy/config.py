@@ -39,6 +39,9 @@ class ProxyConfig:
     prefix_blocks: int = 4
     prefix_load_factor: float = 1.25
     max_body_bytes: int = 64 * 1024 * 1024
+    # A client whose request body has not fully arrived after this long gets 408 (a stalled client
+    # must not hold a handler for ever).
+    body_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.prefill or not self.decode:

@@ -156,9 +156,13 @@ class PDProxy(AsyncService):
                 413, f"request body of {request.content_length} bytes exceeds the {limit}-byte limit"
             )
         try:
-            raw = await request.read()
+            raw = await asyncio.wait_for(request.read(), self.config.body_timeout)
         except web.HTTPRequestEntityTooLarge:
             raise ProxyError(413, f"request body exceeds the {limit}-byte limit") from None
+        except TimeoutError:
+            raise ProxyError(
+                408, f"the request body did not arrive within {self.config.body_timeout:g}s"
+            ) from None
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:

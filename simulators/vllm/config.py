@@ -51,6 +51,8 @@ class SimConfig:
     sim_never_ready: bool = False
     sim_version: str = "0.32.0"  # what /version reports
     sim_startup_delay_ms: float = 0.0  # /health answers 503 this long after start
+    # a request body still incomplete after this long is answered 408 (uvicorn would wait for ever)
+    sim_body_timeout_s: float = 60.0
     # KV connectors (simulators/vllm/connectors/)
     # Mooncake client of MooncakeStoreConnector (kvtest.store): mock | real | auto (the mock client when
     # the master answers the mock protocol); auto lets a cluster file swap only the master's impl
@@ -108,6 +110,12 @@ class SimConfig:
         if isinstance(self.served_model_name, str):
             return [self.served_model_name]
         return list(self.served_model_name)
+
+    @property
+    def max_n_sequences(self) -> int:
+        """vLLM's cap on `n` (env VLLM_MAX_N_SEQUENCES, default 16384)."""
+        env = os.environ if self.sim_env is None else self.sim_env
+        return int(env.get("VLLM_MAX_N_SEQUENCES", "16384"))
 
     @property
     def num_gpu_blocks(self) -> int:
@@ -209,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "kv-put-delay-ms",
         "kv-load-fail-rate",
         "kv-load-partial-rate",
+        "body-timeout-s",
     ):
         p.add_argument(f"--sim-{name}", type=float, default=None)
     p.add_argument("--sim-fail-status", type=int, default=None)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +23,7 @@ from simulators.vllm.config import SimConfig
 from simulators.vllm.connectors import ConnectorBase, GenerationError, build_connector
 from simulators.vllm.engine import Engine
 from simulators.vllm.failures import NO_FAULT, FaultInjector, Faults, Verdict
+from simulators.vllm.http_errors import Handler, json_response, read_json_body, vllm_exception_handlers
 from simulators.vllm.kv_connector import KVConnector
 from simulators.vllm.metrics import render
 from simulators.vllm.protocol import (
@@ -45,7 +46,6 @@ from simulators.vllm.protocol import (
     parse_prompts,
     parse_sampling,
     stream_usage,
-    unsupported_media_type,
     usage,
     validation_error,
 )
@@ -53,15 +53,11 @@ from simulators.vllm.request import SimRequest
 from simulators.vllm.tokenizer import ByteTokenizer, load_tokenizer
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _json(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_dumps(obj).encode(), status=status, content_type="application/json")
+_json = json_response
 
 
 def _error(e: ApiError) -> web.Response:
-    return _json(e.body(), e.status)
+    return json_response(e.body(), e.status)
 
 
 class FakeVLLMServer(AsyncService):
@@ -104,7 +100,9 @@ class FakeVLLMServer(AsyncService):
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
+        # the API key is checked before routing (vLLM's ASGI middleware), errors inside it
         middlewares = [self._auth] if self.cfg.api_key else []
+        middlewares.append(vllm_exception_handlers)
         app = web.Application(client_max_size=64 * 2**20, middlewares=middlewares)
         r = app.router
         r.add_post("/v1/completions", self.completions)
@@ -176,27 +174,7 @@ class FakeVLLMServer(AsyncService):
 
     # -- helpers --------------------------------------------------------------------------------------
     async def _body(self, request: web.Request) -> dict[str, Any]:
-        if request.content_type != "application/json":
-            raise unsupported_media_type()
-        raw = await request.read()
-        try:
-            body = json.loads(raw)
-        except ValueError as e:
-            msg = getattr(e, "msg", str(e))
-            pos = getattr(e, "pos", 0)
-            raise validation_error(
-                ("json_invalid", f"body.{pos}", "JSON decode error", {}, {"error": msg})
-            ) from None
-        if not isinstance(body, dict):
-            raise validation_error(
-                (
-                    "model_attributes_type",
-                    "body",
-                    "Input should be a valid dictionary or object to extract fields from",
-                    body,
-                )
-            )
-        return body
+        return await read_json_body(request, self.cfg.sim_body_timeout_s)
 
     def _check_model(self, body: dict[str, Any]) -> str:
         model = opt_str(body, "model")
@@ -257,7 +235,7 @@ class FakeVLLMServer(AsyncService):
             verdict = await self._fault()
             body = await self._body(request)
             model = self._check_model(body)
-            sampling = parse_sampling(body, 16, chat=False)
+            sampling = parse_sampling(body, 16, False, self.cfg.max_n_sequences)
             add_special = opt_bool(body, "add_special_tokens", True)
             raw_prompts = parse_prompts(body)
             prompts = [self._encode(p, add_special) for p in raw_prompts]
@@ -284,7 +262,7 @@ class FakeVLLMServer(AsyncService):
             verdict = await self._fault()
             body = await self._body(request)
             model = self._check_model(body)
-            sampling = parse_sampling(body, None, chat=True)
+            sampling = parse_sampling(body, None, True, self.cfg.max_n_sequences)
             messages = parse_messages(body)
             kwargs = body.get("chat_template_kwargs") or {}
             if not isinstance(kwargs, dict):

@@ -1,0 +1,77 @@
+"""Every HTTP surface answers bad input with a 4xx, never a 5xx, never a hang (issue 9, part 4).
+
+The default run sends a few hundred derandomized cases per surface. `pytest -m slow tests/fuzz` sends
+KVTEST_FUZZ_EXAMPLES (default 10,000) per surface and prints the count and the status histogram.
+A failure prints the request that caused it (hypothesis shrinks it first).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+
+from .strategies import requests
+from .surfaces import Surfaces, surfaces
+from .wire import FuzzRequest
+
+SURFACES = ["vllm", "proxy", "master-admin", "metadata"]
+DEFAULT_EXAMPLES = 250
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[Surfaces]:
+    with surfaces() as s:
+        yield s
+
+
+def _fuzz(servers: Surfaces, name: str, examples: int) -> None:
+    surface = servers.by_name[name]
+
+    @settings(
+        max_examples=examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate, Phase.shrink],  # no explicit/replayed examples: the same cases every run
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(req=requests(surface.routes))
+    def case(req: FuzzRequest) -> None:
+        out = surface.hit(req)
+        problem = surface.problem(req, out)
+        assert problem is None, f"{name}: {req.describe()}\n  -> {problem}"
+
+    case()
+
+
+@pytest.mark.parametrize("name", SURFACES)
+def test_bad_input_gets_a_4xx_never_a_5xx_or_a_hang(servers: Surfaces, name: str) -> None:
+    _fuzz(servers, name, DEFAULT_EXAMPLES)
+    surface = servers.by_name[name]
+    print(surface.summary())
+    # the cases reached the server's refusals and its successes, not only one of them
+    assert any(400 <= int(k) < 500 for k in surface.histogram if k.isdigit()), surface.summary()
+    assert any(200 <= int(k) < 300 for k in surface.histogram if k.isdigit()), surface.summary()
+
+
+def _slow_selected(config: pytest.Config) -> bool:
+    return re.search(r"(?<!not )\bslow\b", str(config.getoption("markexpr") or "")) is not None
+
+
+@pytest.mark.slow
+def test_ten_thousand_bad_requests_per_surface(servers: Surfaces, request: pytest.FixtureRequest) -> None:
+    """Minutes long, so it runs only when asked for: `pytest -m slow tests/fuzz -s`."""
+    if not _slow_selected(request.config):
+        pytest.skip("runs only with -m slow (10,000 requests per surface)")
+    examples = int(os.environ.get("KVTEST_FUZZ_EXAMPLES", "10000"))
+    for name in SURFACES:
+        surface = servers.by_name[name]
+        before = surface.count
+        surface.histogram.clear()
+        _fuzz(servers, name, examples)
+        print(surface.summary())
+        assert surface.count - before >= examples
