@@ -188,7 +188,6 @@ class Surfaces:
             node.faults.__init__()  # type: ignore[misc]  # a fuzzed POST /sim/faults must not leak
 
         assert node.faults == Faults()
-        meta_port = cfg.http_metadata_server_port
         self.by_name = {
             "vllm": Surface("vllm", "127.0.0.1", node.port, VLLM_ROUTES, _json_error, reset_faults),
             "proxy": Surface("proxy", "127.0.0.1", proxy._port, PROXY_ROUTES, _proxy_json_error),
