@@ -140,8 +140,8 @@ class PDProxy(AsyncService):
         except ProxyError as exc:
             status = exc.status
             return exc.response({"X-Request-Id": req_id})
-        except asyncio.CancelledError:
-            status = 499  # client went away (nginx's code for it)
+        except (asyncio.CancelledError, ConnectionResetError):
+            status = 499  # client went away (nginx's code for it); a cut body ends here too
             raise
         except Exception as exc:  # a proxy bug must still answer a status and a JSON body
             log.exception("proxy error on %s", endpoint)

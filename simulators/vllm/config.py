@@ -34,6 +34,11 @@ class SimConfig:
     enable_prompt_tokens_details: bool = False
     api_key: str | None = None  # like vllm serve --api-key: /v1/* then needs "Authorization: Bearer KEY"
     seed: int = 0
+    # request logging (request_log.py): off unless enable_log_requests
+    enable_log_requests: bool = False
+    disable_uvicorn_access_log: bool = False
+    disable_access_log_for_endpoints: str | None = None  # "/health,/metrics"
+    max_log_len: int | None = None
     # the fake's own
     sim_metrics: str = "v1"  # v1 | v0 | both
     sim_prefill_base_ms: float = 0.0
@@ -203,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-prompt-tokens-details", action="store_true", default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--api-key", default=None)
+    _bool_flag(p, "--enable-log-requests", "enable_log_requests")
+    p.add_argument("--disable-uvicorn-access-log", action="store_true", default=None)
+    p.add_argument("--disable-access-log-for-endpoints", default=None)
+    p.add_argument("--max-log-len", type=int, default=None)
     p.add_argument("--sim-metrics", choices=["v1", "v0", "both"], default=None)
     for name in (
         "prefill-base-ms",

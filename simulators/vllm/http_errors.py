@@ -74,6 +74,8 @@ async def vllm_exception_handlers(request: web.Request, handler: Handler) -> web
             raise
         # aiohttp's own refusals (a body over client_max_size): vLLM's HTTPException shape
         return json_response(http_exception_body(e.status, e.text or e.reason), e.status)
+    except ConnectionResetError:
+        raise  # the client left mid-request (its body cut short): nobody to answer
     except (ValueError, TypeError, OverflowError) as e:
         return json_response(error_body(400, str(e), None, "BadRequestError"), 400)
     except Exception as e:  # vLLM's last-resort handler; the fuzz tests treat any 5xx as a bug

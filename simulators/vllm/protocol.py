@@ -203,6 +203,7 @@ class Sampling:
     skip_reading_prefix_cache: bool
     return_token_ids: bool = False
     n: int = 1
+    logged: dict[str, Any] | None = None  # what --enable-log-requests prints of SamplingParams
 
 
 _PENALTIES = ("presence_penalty", "frequency_penalty", "repetition_penalty")
@@ -331,6 +332,18 @@ def parse_sampling(
         skip_reading_prefix_cache=prompt_logprobs is not None,
         return_token_ids=return_token_ids,
         n=n or 1,
+        logged={
+            "n": n or 1,
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": top_k,
+            "min_p": min_p,
+            "seed": seed,
+            "max_tokens": max_tokens,
+            "prompt_logprobs": prompt_logprobs,
+            "kv_transfer_params": kv_transfer_params,
+            **penalties,
+        },
     )
 
 

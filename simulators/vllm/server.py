@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -50,6 +51,8 @@ from simulators.vllm.protocol import (
     validation_error,
 )
 from simulators.vllm.request import SimRequest
+from simulators.vllm.request_log import ACCESS_LOGGER, access_logger_class, log_received
+from simulators.vllm.request_log import enable as enable_request_log
 from simulators.vllm.tokenizer import ByteTokenizer, load_tokenizer
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -58,6 +61,11 @@ _json = json_response
 
 def _error(e: ApiError) -> web.Response:
     return json_response(e.body(), e.status)
+
+
+def _base_request_id(request: web.Request) -> str:
+    """vLLM's _base_request_id: the client's X-Request-Id, else 16 random hex digits (random_uuid)."""
+    return request.headers.get("X-Request-Id") or new_id("")[1:]
 
 
 class FakeVLLMServer(AsyncService):
@@ -97,6 +105,8 @@ class FakeVLLMServer(AsyncService):
         # vLLM 0.32 reports "vllm-<version>-<8 hex>"; the fake derives the hex from the model name
         digest = hashlib.sha256(self.model_names[0].encode()).hexdigest()[:8]
         self.fingerprint = f"vllm-{c.sim_version}-{digest}"
+        if c.enable_log_requests:
+            enable_request_log()
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
@@ -133,9 +143,12 @@ class FakeVLLMServer(AsyncService):
         loop = asyncio.get_running_loop()
         if isinstance(self.connector, ConnectorBase):
             await self.connector.start()
+        c = self.cfg
+        access = c.enable_log_requests and not c.disable_uvicorn_access_log
         self._runner = web.AppRunner(
             self.build_app(),
-            access_log=None,
+            access_log=logging.getLogger(ACCESS_LOGGER) if access else None,
+            access_log_class=access_logger_class(c.disable_access_log_for_endpoints),
             handle_signals=False,
             handler_cancellation=True,
             shutdown_timeout=0.25,
@@ -247,6 +260,10 @@ class FakeVLLMServer(AsyncService):
                 return self._injected(verdict.fail_status)
         except ApiError as e:
             return _error(e)
+        rid = f"cmpl-{_base_request_id(request)}"
+        if self.cfg.enable_log_requests:
+            for i, limit in enumerate(limits):
+                log_received(f"{rid}-{i}", {**(sampling.logged or {}), "max_tokens": limit})
         # n samples per prompt (vLLM's parallel sampling: one engine request each), choice index p*n+j
         reqs = [
             self._new_request(p, m, sampling, j)
@@ -254,8 +271,8 @@ class FakeVLLMServer(AsyncService):
             for j in range(sampling.n)
         ]
         if sampling.stream:
-            return await self._stream(request, reqs, model, sampling, verdict, chat=False)
-        return await self._complete(request, reqs, model, verdict, False, sampling)
+            return await self._stream(request, reqs, model, sampling, verdict, rid, chat=False)
+        return await self._complete(request, reqs, model, verdict, False, sampling, rid)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -279,10 +296,13 @@ class FakeVLLMServer(AsyncService):
                 return self._injected(verdict.fail_status)
         except ApiError as e:
             return _error(e)
+        rid = f"chatcmpl-{_base_request_id(request)}"
+        if self.cfg.enable_log_requests:
+            log_received(rid, {**(sampling.logged or {}), "max_tokens": limit})
         reqs = [self._new_request(prompt, limit, sampling, j) for j in range(sampling.n)]
         if sampling.stream:
-            return await self._stream(request, reqs, model, sampling, verdict, chat=True)
-        return await self._complete(request, reqs, model, verdict, True, sampling)
+            return await self._stream(request, reqs, model, sampling, verdict, rid, chat=True)
+        return await self._complete(request, reqs, model, verdict, True, sampling, rid)
 
     def _injected(self, status: int) -> web.Response:
         return _json(
@@ -310,6 +330,7 @@ class FakeVLLMServer(AsyncService):
         verdict: Verdict,
         chat: bool,
         s: Sampling,
+        rid: str,
     ) -> web.StreamResponse:
         drop = verdict.drop_after
         try:
@@ -339,7 +360,7 @@ class FakeVLLMServer(AsyncService):
                 ch["token_ids"] = o
                 ch["prompt_token_ids"] = r.prompt_token_ids
         resp: dict[str, Any] = {
-            "id": new_id("chatcmpl" if chat else "cmpl"),
+            "id": rid,
             "object": "chat.completion" if chat else "text_completion",
             "created": now_s(),
             "model": model,
@@ -364,13 +385,13 @@ class FakeVLLMServer(AsyncService):
         model: str,
         s: Sampling,
         verdict: Verdict,
+        rid: str,
         chat: bool,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
-        rid = new_id("chatcmpl" if chat else "cmpl")
         created = now_s()
         obj = "chat.completion.chunk" if chat else "text_completion"
         details = self.cfg.enable_prompt_tokens_details

@@ -136,7 +136,7 @@ class Surface:
             return None if not req.complete else "connection closed without an answer"
         if out.status >= 500:
             return f"{out.status}: {out.body[:300]!r}"
-        if 400 <= out.status < 500 and self.check_4xx is not None:
+        if 400 <= out.status < 500 and self.check_4xx is not None and req.method != "HEAD":
             return self.check_4xx(out)
         return None
 
