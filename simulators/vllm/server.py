@@ -27,6 +27,7 @@ from simulators.vllm.failures import NO_FAULT, FaultInjector, Faults, Verdict
 from simulators.vllm.http_errors import Handler, json_response, read_json_body, vllm_exception_handlers
 from simulators.vllm.kv_connector import KVConnector
 from simulators.vllm.metrics import render
+from simulators.vllm.openapi import openapi_document
 from simulators.vllm.protocol import (
     ApiError,
     Sampling,
@@ -124,6 +125,7 @@ class FakeVLLMServer(AsyncService):
         r.add_post("/tokenize", self.tokenize)
         r.add_post("/detokenize", self.detokenize)
         r.add_get("/metrics", self.metrics)
+        r.add_get("/openapi.json", self.openapi)
         if self.cfg.sim_enable_admin:
             r.add_get("/sim/faults", self.get_faults)
             r.add_post("/sim/faults", self.set_faults)
@@ -531,6 +533,9 @@ class FakeVLLMServer(AsyncService):
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(status=200 if self.ready else 503)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return _json(openapi_document())
 
     async def version(self, request: web.Request) -> web.Response:
         return _json({"version": self.cfg.sim_version})
