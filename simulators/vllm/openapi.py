@@ -165,7 +165,7 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
-_JSON_ANY = {"application/json": {"schema": {}}}
+_JSON_ANY: dict[str, Any] = {"application/json": {"schema": {}}}
 _ERR = {"application/json": {"schema": _ref("ErrorResponse")}}
 _422 = {
     "description": "Validation Error",
