@@ -75,7 +75,11 @@ async def vllm_exception_handlers(request: web.Request, handler: Handler) -> web
         # aiohttp's own refusals (a body over client_max_size): vLLM's HTTPException shape
         return json_response(http_exception_body(e.status, e.text or e.reason), e.status)
     except ConnectionResetError:
-        raise  # the client left mid-request (its body cut short): nobody to answer
+        # the body ended before its Content-Length (the client closed its side): a half-closed client
+        # still reads this; uvicorn would drop the request without an answer
+        return json_response(
+            http_exception_body(400, "the request body ended before its Content-Length"), 400
+        )
     except (ValueError, TypeError, OverflowError) as e:
         return json_response(error_body(400, str(e), None, "BadRequestError"), 400)
     except Exception as e:  # vLLM's last-resort handler; the fuzz tests treat any 5xx as a bug
