@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
@@ -120,12 +121,15 @@ class Surface:
     after_each: Callable[[], None] = lambda: None
     histogram: Counter[str] = field(default_factory=Counter)
     count: int = 0
+    progress_every: int = 0  # print the running histogram every this many requests (0: never)
 
     def hit(self, req: FuzzRequest) -> Outcome:
         out = send(self.host, self.port, req, DEADLINE_S + (BODY_TIMEOUT_S if not req.complete else 0))
         self.after_each()
         self.count += 1
         self.histogram[out.label] += 1
+        if self.progress_every and self.count % self.progress_every == 0:
+            print(f"  {self.summary()}", file=sys.stderr, flush=True)
         return out
 
     def problem(self, req: FuzzRequest, out: Outcome) -> str | None:

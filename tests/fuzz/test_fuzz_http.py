@@ -75,6 +75,7 @@ def test_ten_thousand_bad_requests_per_surface(
     surface = servers.by_name[name]
     before = surface.count
     surface.histogram.clear()
+    surface.progress_every = 1000
     _fuzz(servers, name, examples)
     print(surface.summary())
     assert surface.count - before >= examples
