@@ -82,3 +82,42 @@ def test_ten_thousand_bad_requests_per_surface(
     assert (
         not any(k.isdigit() and int(k) >= 500 for k in surface.histogram) and "hang" not in surface.histogram
     )
+
+
+# Cases the fuzzer found or is built to find, pinned so that they are sent on every run.
+STALLED = FuzzRequest(
+    "POST", "/v1/completions", (("Content-Type", "application/json"),), b'{"prompt": "x"}', "stall", 5
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "target"), [("vllm", None), ("proxy", None), ("metadata", "/metadata?key=k")]
+)
+def test_a_stalled_body_gets_408_not_a_hang(servers: Surfaces, name: str, target: str | None) -> None:
+    surface = servers.by_name[name]
+    req = STALLED if target is None else FuzzRequest("PUT", target, (), b"0123456789", "stall", 5)
+    out = surface.hit(req)
+    assert out.label == "408", (out, out.body)
+
+
+@pytest.mark.parametrize("name", ["vllm", "proxy"])
+def test_a_body_cut_short_ends_the_connection_quietly(servers: Surfaces, name: str) -> None:
+    """The client closes its side mid-body: aiohttp drops the connection (as uvicorn drops the request);
+    the handler's 400 goes nowhere, and nothing is answered 5xx or logged as a server error."""
+    surface = servers.by_name[name]
+    req = FuzzRequest(
+        "POST", "/v1/completions", (("Content-Type", "application/json"),), b'{"prompt": "x"}', "cut", 5
+    )
+    out = surface.hit(req)
+    assert out.label in ("closed", "400"), (out, out.body)
+    ok = surface.hit(FuzzRequest("GET", "/metrics", (), b""))
+    assert ok.label == "200"
+
+
+def test_proxy_streams_when_stream_is_a_string_true(servers: Surfaces) -> None:
+    """vLLM takes "stream": "true" as true (pydantic's lax bool) and answers SSE; the proxy relayed that
+    answer as a 502 ("not a JSON object") until it read the field the same way."""
+    body = b'{"model": "tiny", "prompt": "hello", "max_tokens": 3, "stream": "true"}'
+    req = FuzzRequest("POST", "/v1/completions", (("Content-Type", "application/json"),), body)
+    out = servers.by_name["proxy"].hit(req)
+    assert out.label == "200" and out.body.rstrip().endswith(b"data: [DONE]"), (out, out.body)
