@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="below this share of a request's blocks cached on the best node, pick the emptiest node",
     )
+    p.add_argument("--body-timeout", type=float, default=60.0, help="seconds; a slower request body gets 408")
     return p
 
 
@@ -108,6 +109,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         kv_hash_seed=args.kv_hash_seed,
         kv_topic=args.kv_topic,
         kv_match_threshold=args.kv_match_threshold,
+        body_timeout=args.body_timeout,
     )
 
 

@@ -54,6 +54,9 @@ class ProxyConfig:
     kv_hash_seed: str | None = None
     kv_topic: str = ""
     kv_match_threshold: float = 0.5  # below this share of its blocks cached anywhere: the emptiest node
+    # A client whose request body has not fully arrived after this long gets 408 (a stalled client
+    # must not hold a handler for ever).
+    body_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.prefill or not self.decode:

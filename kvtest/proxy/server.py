@@ -134,7 +134,8 @@ class PDProxy(AsyncService):
             designation = parse_designation(body.get("user"))
             prefill, decode = self.router.pick(body, designation)
             headers = self._leg_headers(request, req_id)
-            stream = body.get("stream") is True
+            # as vLLM reads it (pydantic's lax bool): "true", 1, "on"... stream too, and D answers SSE
+            stream = _lax_true(body.get("stream"))
             if self.config.flow == "mooncake":
                 resp = await self._mooncake(request, endpoint, body, prefill, decode, headers, stream)
             else:
@@ -144,8 +145,8 @@ class PDProxy(AsyncService):
         except ProxyError as exc:
             status = exc.status
             return exc.response({"X-Request-Id": req_id})
-        except asyncio.CancelledError:
-            status = 499  # client went away (nginx's code for it)
+        except (asyncio.CancelledError, ConnectionResetError):
+            status = 499  # client went away (nginx's code for it); a cut body ends here too
             raise
         except Exception as exc:  # a proxy bug must still answer a status and a JSON body
             log.exception("proxy error on %s", endpoint)
@@ -160,9 +161,15 @@ class PDProxy(AsyncService):
                 413, f"request body of {request.content_length} bytes exceeds the {limit}-byte limit"
             )
         try:
-            raw = await request.read()
+            raw = await asyncio.wait_for(request.read(), self.config.body_timeout)
         except web.HTTPRequestEntityTooLarge:
             raise ProxyError(413, f"request body exceeds the {limit}-byte limit") from None
+        except TimeoutError:
+            raise ProxyError(
+                408, f"the request body did not arrive within {self.config.body_timeout:g}s"
+            ) from None
+        except ConnectionResetError:
+            raise ProxyError(400, "the request body ended before its Content-Length") from None
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -551,6 +558,16 @@ async def _json_http_errors(request: web.Request, handler: Any) -> web.StreamRes
         return web.Response(
             status=exc.status, body=json.dumps(error_body(exc.status, message)).encode(), content_type=_JSON
         )
+
+
+_TRUE_WORDS = {"true", "1", "yes", "on", "t", "y"}
+
+
+def _lax_true(value: object) -> bool:
+    """pydantic's lax boolean: what a vLLM node takes as true for `stream`."""
+    if isinstance(value, str):
+        return value.lower() in _TRUE_WORDS
+    return value is True or (type(value) is int and value == 1)
 
 
 def _transport_error(leg: str, url: str, exc: BaseException) -> tuple[str, ProxyError]:

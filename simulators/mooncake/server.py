@@ -65,8 +65,13 @@ async def _plain_not_found(request: web.Request, handler: Any) -> web.StreamResp
 
 
 class MockMooncakeMaster(AsyncService):
-    def __init__(self, cfg: MasterConfig, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, cfg: MasterConfig, logger: logging.Logger | None = None, body_timeout_s: float = 60.0
+    ) -> None:
         self.cfg = cfg
+        # a PUT /metadata body still incomplete after this long gets 408, so a stalled client cannot
+        # hold a handler for ever
+        self.body_timeout_s = body_timeout_s
         self.log = logger or log
         self.service = MasterService(cfg, logger=self.log)
         self._rpc_server: asyncio.Server | None = None
@@ -221,7 +226,10 @@ class MockMooncakeMaster(AsyncService):
                 return web.Response(status=404, text="metadata not found")
             return web.Response(body=self.metadata[key], content_type="application/json")
         if request.method == "PUT":
-            self.metadata[key] = await request.read()
+            try:
+                self.metadata[key] = await asyncio.wait_for(request.read(), self.body_timeout_s)
+            except TimeoutError:
+                return web.Response(status=408, text="request body timed out")
             return web.Response(text="metadata updated")
         if request.method == "DELETE":
             if self.metadata.pop(key, None) is None:

@@ -21,6 +21,10 @@ async def _serve(argv: list[str]) -> int:
         print(
             f"fake vllm: ignoring flags it does not model: {' '.join(unknown)}", file=sys.stderr, flush=True
         )
+    if cfg.enable_log_requests:
+        from simulators.vllm.request_log import enable_on_stdout
+
+        enable_on_stdout()  # vLLM's loggers write to stdout
     server = FakeVLLMServer(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

