@@ -118,13 +118,18 @@ def sshd_missing() -> str | None:
 
 
 def docker_missing() -> str | None:
-    """None when a Docker engine answers (the docker SDK's ping)."""
+    """None when a Docker engine answers (the docker SDK's ping) and the kvtest host image is there or
+    can be built (mmdebstrap)."""
     try:
         import docker
 
         docker.from_env(timeout=5).ping()
     except Exception as exc:  # no SDK, no socket, engine down: all mean "no engine here"
         return f"no Docker engine answers ({type(exc).__name__}: {exc}); bash ci/install-docker.sh starts one"
+    from kvtest.cluster.launchers.image import image_exists, tag
+
+    if not image_exists(tag()) and shutil.which("mmdebstrap") is None:
+        return "mmdebstrap not installed, needed to build the kvtest host image (make install-docker)"
     return None
 
 
