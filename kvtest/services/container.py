@@ -9,7 +9,6 @@ every container carries the label kvtest.service so a leftover is easy to find.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,6 @@ def docker_available() -> bool:
         return False
 
 
-def shared_mounts() -> list[str]:
-    """Paths the container sees as this machine does: the checkout (its .venv, .venv-real, fixtures)
-    and the interpreter the venvs were made from."""
-    paths = {str(ROOT), str(Path(sys.base_prefix).resolve())}
-    return sorted(paths)
-
-
 class ServiceContainer:
     """One program in one container; address() is the container's own (Docker's pool)."""
 
@@ -53,6 +45,7 @@ class ServiceContainer:
         from testcontainers.core.container import DockerContainer
         from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
+        from kvtest.cluster.launchers.docker import shared_paths
         from kvtest.cluster.launchers.image import ensure_image
 
         testcontainers_config.ryuk_disabled = True
@@ -62,7 +55,7 @@ class ServiceContainer:
             .with_command(self.argv)
             .with_kwargs(labels={"kvtest.service": self.name}, working_dir=str(ROOT))
         )
-        for path in shared_mounts():
+        for path in shared_paths():
             container.with_volume_mapping(path, path, "ro")
         for key, value in self.env.items():
             container.with_env(key, value)
