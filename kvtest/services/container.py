@@ -32,9 +32,15 @@ class ServiceContainer:
     """One program in one container; address() is the container's own (Docker's pool)."""
 
     def __init__(
-        self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        mounts: dict[str, str] | None = None,  # host path -> container path, read-only
     ) -> None:
         self.name = name
+        self.mounts = dict(mounts or {})
         self.argv = list(argv)
         self.env = dict(env or {})
         self.log_path = log_path
@@ -57,6 +63,8 @@ class ServiceContainer:
         )
         for path in shared_paths():
             container.with_volume_mapping(path, path, "ro")
+        for path, inside in self.mounts.items():
+            container.with_volume_mapping(path, inside, "ro")
         for key, value in self.env.items():
             container.with_env(key, value)
         container.waiting_for(LogMessageWaitStrategy(ready_log).with_startup_timeout(int(timeout)))
@@ -84,6 +92,12 @@ class ServiceContainer:
         if wrapped.status in ("exited", "dead"):
             return int(wrapped.attrs["State"]["ExitCode"])
         return None
+
+    def exec(self, argv: list[str]) -> str:
+        """Run argv in the container; its output."""
+        assert self._container is not None, "start() first"
+        result = self._container.exec(argv)
+        return bytes(result.output).decode(errors="replace")
 
     def signal(self, sig: int) -> None:
         if self._container is not None:
