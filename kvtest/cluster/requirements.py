@@ -34,7 +34,9 @@ def missing_tools(spec: ClusterSpec) -> list[str]:
 
     def need(host: Host, what: str, how: str) -> None:
         command = getattr(host, what)
-        if host.reach == "local" and not _command_found(command, host.workdir):
+        # a docker host runs this machine's files (bind-mounted), but etcd from its image
+        here = host.reach == "local" or (host.reach == "docker" and what != "etcd")
+        if here and not _command_found(command, host.workdir):
             missing.append(f"{command} ({how})")
 
     if spec.etcd:

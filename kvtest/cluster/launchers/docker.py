@@ -80,6 +80,9 @@ class DockerLauncher(RemoteShellLauncher):
                 image, ["sleep", "infinity"], detach=True, name=self.container_name(host),
                 hostname=host.name, network=self.network.name, labels=labels | {"kvtest.host": host.name},
                 volumes=mounts, working_dir=os.getcwd(), init=True,  # init reaps what exec leaves
+                # vLLM's worker queue and the transfer engine's buffers live in /dev/shm; Docker's
+                # default is 64 MB
+                shm_size="1g",
             )  # fmt: skip
             self.containers.append(container)
             container.reload()
