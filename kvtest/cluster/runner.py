@@ -58,12 +58,12 @@ def stop_all(handles: list[Handle], log: Callable[[str], None] = lambda _: None)
 
 
 def write_state(
-    path: Path, cluster: Cluster, handles: list[Handle], cluster_file: str | None, reaches: list[str]
+    path: Path, cluster: Cluster | None, handles: list[Handle], cluster_file: str | None, reaches: list[str]
 ) -> None:
     state = {
         "cluster_file": cluster_file,
         "reaches": reaches,  # down() lets each launcher clean what it made for the run (containers)
-        "cluster": cluster.to_dict(),
+        "cluster": cluster.to_dict() if cluster else None,
         "processes": [
             {
                 "name": h.name,
@@ -127,6 +127,9 @@ def start(
 
     with interrupts.deferred_interrupts():
         try:
+            # before any machine exists: a `cluster down` from another shell finds what provision
+            # makes even if this process dies before it writes more
+            write_state(state_path, None, handles, cluster_file, reaches)
             for reach in reaches:
                 launchers[reach] = launcher_class(reach)(run_dir)
             spec = _provision(spec, launchers)
@@ -207,6 +210,8 @@ def down(state_path: Path, log: Callable[[str], None] = lambda _: None) -> None:
 
 def status(state_path: Path) -> list[dict[str, Any]]:
     state = json.loads(state_path.read_text())
+    if not state.get("cluster"):
+        return []  # still provisioning its hosts
     cluster = Cluster.from_dict(state["cluster"])
     urls = {n.name: n.url for n in cluster.nodes}
     if cluster.proxy_url:

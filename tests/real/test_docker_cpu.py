@@ -15,7 +15,8 @@ from kvtest.gating import skip_unless
 
 from .conftest import launch
 
-pytestmark = pytest.mark.real
+# two vLLM starts inside the first test's setup: minutes on a loaded 2-core host (a hang bound only)
+pytestmark = [pytest.mark.real, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")
