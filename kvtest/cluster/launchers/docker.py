@@ -111,6 +111,9 @@ class DockerLauncher(RemoteShellLauncher):
 def shared_paths() -> list[str]:
     """The checkout (its .venv, .venv-real, fixtures), the current directory, and the interpreter the
     venvs were made from, so every absolute path in a venv's scripts resolves inside too."""
-    paths = {str(ROOT), os.getcwd(), str(Path(sys.base_prefix).resolve())}
+    paths = {str(ROOT), str(Path(sys.base_prefix).resolve())}
+    cwd = Path.cwd()
+    if cwd != Path("/") and cwd not in ROOT.parents:  # never the container's own system folders
+        paths.add(str(cwd))
     # a folder inside another mounted one needs no mount of its own
     return sorted(p for p in paths if not any(p != q and p.startswith(q + "/") for q in paths))
