@@ -74,19 +74,22 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
 
 @dataclass(frozen=True)
 class HttpProbe:
-    """GET url answers 200; with any_status, any HTTP answer (a server listening is enough)."""
+    """GET url answers 200; with any_status, any HTTP answer (a server listening is enough); with
+    below, any status under it (a router that answers 404 for a path it lacks is up)."""
 
     url: str
     any_status: bool = False
+    below: int | None = None
+    timeout: float = 1.0
 
     def ready(self) -> bool:
-        if not self.any_status:
-            return http_ok(self.url)
         try:
-            httpx.get(self.url, timeout=1.0)
-            return True
+            status = httpx.get(self.url, timeout=self.timeout).status_code
         except httpx.HTTPError:
             return False
+        if self.any_status:
+            return True
+        return status < self.below if self.below is not None else status == 200
 
 
 @dataclass(frozen=True)
