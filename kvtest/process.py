@@ -7,53 +7,23 @@ with a deadline, and always stopped (terminate, wait 8 s, kill), children includ
     ...
     proc.stop()
 
-Modelled on vLLM's tests/utils.py RemoteOpenAIServer (_wait_for_server: "exited unexpectedly" vs
-"failed to start in time") and testcontainers (the log tail goes into the error).
+Readiness goes through kvtest.readiness (one waiter for every launcher and service).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import httpx
+from kvtest.readiness import CallProbe, ProcessExitedError, ReadyTimeoutError, http_ok, tail, wait_ready
 
-from kvtest import interrupts
+__all__ = ["ManagedProcess", "ProcessExitedError", "ReadyTimeoutError", "http_ok", "tail"]
 
 STOP_GRACE_S = 8.0
-
-
-class ProcessExitedError(RuntimeError):
-    """The process died before it became ready."""
-
-
-class ReadyTimeoutError(TimeoutError):
-    """The process is alive but did not become ready before the deadline."""
-
-
-def tail(path: Path | None, lines: int = 40) -> str:
-    if path is None or not path.exists():
-        return ""
-    with path.open("rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 64 * 1024))
-        data = fh.read().decode("utf-8", "replace")
-    return "\n".join(data.splitlines()[-lines:])
-
-
-def http_ok(url: str, timeout: float = 1.0) -> bool:
-    """True when GET url answers 200 (a readiness probe)."""
-    try:
-        return httpx.get(url, timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 class ManagedProcess:
@@ -142,51 +112,10 @@ class ManagedProcess:
                 self.popen.wait(5)
 
     # --- readiness ---------------------------------------------------------------------------
-    def _exited_error(self) -> ProcessExitedError:
-        return ProcessExitedError(
-            f"{self.name} exited unexpectedly with code {self.poll()} ({' '.join(self.argv)})\n"
-            f"--- last lines of {self.log_path} ---\n{tail(self.log_path)}"
-        )
-
-    def _timeout_error(self, timeout: float) -> ReadyTimeoutError:
-        return ReadyTimeoutError(
-            f"{self.name} failed to become ready in {timeout:.1f}s ({' '.join(self.argv)})\n"
-            f"--- last lines of {self.log_path} ---\n{tail(self.log_path)}"
-        )
-
     def wait_ready(self, probe: Callable[[], bool], timeout: float, interval: float = 0.05) -> float:
-        """Poll `probe` until it is true; raise if the process exits or the deadline passes.
-
-        Returns the seconds it took.
-        """
-        t0 = time.monotonic()
-        deadline = t0 + timeout
-        while True:
-            interrupts.check()
-            if self.poll() is not None:
-                raise self._exited_error() from None
-            if probe():
-                return time.monotonic() - t0
-            if time.monotonic() > deadline:
-                raise self._timeout_error(timeout) from None
-            interrupts.sleep(interval)
-
-    async def wait_ready_async(
-        self, probe: Callable[[], Awaitable[bool]], within: float, interval: float = 0.05
-    ) -> float:
-        """wait_ready for event-loop code: same errors, the probe awaited. The deadline is checked
-        here rather than with asyncio.timeout so that "exited" is told apart from "timed out"."""
-        t0 = time.monotonic()
-        deadline = t0 + within
-        while True:
-            interrupts.check()
-            if self.poll() is not None:
-                raise self._exited_error() from None
-            if await probe():
-                return time.monotonic() - t0
-            if time.monotonic() > deadline:
-                raise self._timeout_error(within) from None
-            await asyncio.sleep(interval)
+        """Poll `probe` until it is true (kvtest.readiness's waiter); raise if the process exits or the
+        deadline passes. Returns the seconds it took."""
+        return wait_ready(self, [CallProbe(" ".join(self.argv), probe)], timeout, interval)
 
     def __enter__(self) -> ManagedProcess:
         return self.start()

@@ -8,7 +8,8 @@ Fixtures (session-scoped cluster, per xdist worker):
 - `cluster`: the running kvtest.cluster.Cluster, started once per session (or per xdist worker,
   each on its own free ports) and always stopped; with KVTEST_CLUSTER_STATE=runs/.../state.json
   it attaches to a cluster `kvtest cluster up` already started and leaves it running; with
-  KVTEST_SIM_IN_PROCESS=1 a simulator-only file runs in this process (kvtest.cluster.sim).
+  KVTEST_SIM_IN_PROCESS=1 a simulator-only file runs in this process (every host
+  `reach: inprocess`, kvtest.cluster.launchers.inprocess).
 - `proxy_url` (--proxy-url wins), `nodes`, `metrics` (a MetricsScraper), `store` (a set-up store
   client of the cluster's master, closed after the test).
 Gated tests skip with the exact reason (no GPU cluster file, no GPU, no RDMA device, real tools
@@ -117,6 +118,9 @@ def _gate_spec(spec: Any, cluster_option: str | None = None) -> None:
     if spec.uses_netns:
         reason = requirements.netns_missing()
         skip_unless("netns", reason is None, reason or "")
+    if any(h.reach == "docker" for h in spec.hosts):
+        reason = requirements.docker_missing()
+        skip_unless("docker", reason is None, reason or "")
 
 
 @pytest.fixture(scope="session")
@@ -150,13 +154,13 @@ def cluster(
     with contextlib.ExitStack() as stack:
         if cluster_spec.uses_netns:  # hosts that are network namespaces: make them first
             stack.enter_context(NetnsNetwork.for_spec(cluster_spec))
-        in_process = cluster_spec.attach is None and "real" not in cluster_spec.impls
+        spec = cluster_spec
+        in_process = spec.attach is None and "real" not in spec.impls
         if os.environ.get("KVTEST_SIM_IN_PROCESS") == "1" and in_process:
-            from kvtest.cluster.sim import sim_start  # one process, no per-node start-up
+            from kvtest.cluster.launchers.inprocess import in_process as all_in_process
 
-            started = sim_start(cluster_spec, run_dir)
-        else:
-            started = start(cluster_spec, run_dir)
+            spec = all_in_process(spec)  # one process, no per-node start-up
+        started = start(spec, run_dir)
         stack.callback(started.stop)
         yield started
 

@@ -19,19 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from kvtest.cluster.launchers import launcher_class
 from kvtest.cluster.schema import ClusterSpec, Host, Node
 from kvtest.ports import free_port
+from kvtest.readiness import HttpProbe, Probe
+from kvtest.services.etcd import etcd_argv
 from kvtest.services.mooncake_master import MooncakeMaster
 
 Kind = Literal["etcd", "master", "vllm", "proxy"]
-
-
-@dataclass(frozen=True)
-class Probe:
-    """Readiness: an HTTP GET answering 200, or a TCP port accepting."""
-
-    url: str | None = None
-    tcp: tuple[str, int] | None = None
 
 
 @dataclass
@@ -41,7 +36,7 @@ class Launch:
     host: Host
     argv: list[str]
     env: dict[str, str]
-    probe: Probe
+    probes: list[Probe]  # all must pass (kvtest.readiness)
     ready_timeout_s: float
     files: dict[str, str] = field(default_factory=dict)  # path on the host -> content
     wave: int = 0  # launches of one kind start wave by wave; each wave waits for the last to be ready
@@ -86,7 +81,7 @@ def _tool(host: Host, which: str) -> list[str]:
 def _python(host: Host) -> list[str]:
     if host.python:
         return shlex.split(host.python)
-    return [sys.executable] if host.reach == "local" else ["python3"]
+    return [sys.executable] if launcher_class(host.reach).same_paths else ["python3"]
 
 
 def _port(given: int | None) -> int:
@@ -98,7 +93,7 @@ def remote_run_dir(host: Host, run_dir: Path) -> str:
 
     Not under the host's workdir: that is the checkout the host runs kvtest from, and etcd's data and
     the per-node mooncake.json files have no business in a source tree."""
-    if host.reach == "local":
+    if launcher_class(host.reach).same_paths:
         return str(run_dir.resolve())
     return f"/tmp/kvtest-runs/{run_dir.name}"
 
@@ -196,19 +191,9 @@ def render(spec: ClusterSpec, run_dir: Path, base_env: dict[str, str] | None = N
                 name="etcd",
                 kind="etcd",
                 host=h,
-                argv=[
-                    *_tool(h, "etcd"),
-                    "--name=kvtest",
-                    f"--data-dir={data_dir}",
-                    f"--listen-client-urls={etcd_url}",
-                    f"--advertise-client-urls={etcd_url}",
-                    f"--listen-peer-urls=http://{h.address}:{peer}",
-                    f"--initial-advertise-peer-urls=http://{h.address}:{peer}",
-                    f"--initial-cluster=kvtest=http://{h.address}:{peer}",
-                    "--log-level=warn",
-                ],
+                argv=etcd_argv(_tool(h, "etcd"), data_dir, etcd_url, f"http://{h.address}:{peer}"),
                 env={},
-                probe=Probe(url=f"{etcd_url}/health"),
+                probes=[HttpProbe(f"{etcd_url}/health")],
                 ready_timeout_s=spec.etcd.ready_timeout_s,
                 ports=[port, peer],
                 url=etcd_url,
@@ -250,7 +235,7 @@ def render(spec: ClusterSpec, run_dir: Path, base_env: dict[str, str] | None = N
                 host=h,
                 argv=[*program, *rendered],
                 env={"MC_TCP_BIND_ADDRESS": h.address} if m.impl == "real" else {},
-                probe=Probe(url=f"{master_admin_url}/health"),
+                probes=[HttpProbe(f"{master_admin_url}/health")],
                 ready_timeout_s=m.ready_timeout_s,
                 ports=ports,
                 url=master_admin_url,
@@ -328,7 +313,7 @@ def render(spec: ClusterSpec, run_dir: Path, base_env: dict[str, str] | None = N
                     *p.args,
                 ],
                 env={},
-                probe=Probe(url=f"{proxy_url}/health"),
+                probes=[HttpProbe(f"{proxy_url}/health")],
                 ready_timeout_s=p.ready_timeout_s,
                 ports=[port],
                 url=proxy_url,
@@ -421,7 +406,7 @@ def _render_node(
         host=h,
         argv=argv,
         env=env,
-        probe=Probe(url=f"{url}/health"),
+        probes=[HttpProbe(f"{url}/health")],
         ready_timeout_s=node.ready_timeout_s or default_timeout,
         files=files,
         ports=ports,

@@ -34,7 +34,9 @@ def missing_tools(spec: ClusterSpec) -> list[str]:
 
     def need(host: Host, what: str, how: str) -> None:
         command = getattr(host, what)
-        if host.reach == "local" and not _command_found(command, host.workdir):
+        # a docker host runs this machine's files (bind-mounted), but etcd from its image
+        here = host.reach == "local" or (host.reach == "docker" and what != "etcd")
+        if here and not _command_found(command, host.workdir):
             missing.append(f"{command} ({how})")
 
     if spec.etcd:
@@ -118,13 +120,18 @@ def sshd_missing() -> str | None:
 
 
 def docker_missing() -> str | None:
-    """None when a Docker engine answers (the docker SDK's ping)."""
+    """None when a Docker engine answers (the docker SDK's ping) and the kvtest host image is there or
+    can be built (mmdebstrap)."""
     try:
         import docker
 
         docker.from_env(timeout=5).ping()
     except Exception as exc:  # no SDK, no socket, engine down: all mean "no engine here"
         return f"no Docker engine answers ({type(exc).__name__}: {exc}); bash ci/install-docker.sh starts one"
+    from kvtest.cluster.launchers.image import image_exists, tag
+
+    if not image_exists(tag()) and shutil.which("mmdebstrap") is None:
+        return "mmdebstrap not installed, needed to build the kvtest host image (make install-docker)"
     return None
 
 

@@ -16,38 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
-
-import httpx
+from typing import Any
 
 from kvtest import interrupts
 from kvtest.cluster.cluster import Cluster
-from kvtest.cluster.local import LocalLauncher
-from kvtest.cluster.render import Launch, Plan, Probe, describe, render
-from kvtest.cluster.schema import ClusterSpec, Host
-from kvtest.cluster.ssh import SSHLauncher, stop_remote_group
-from kvtest.ports import port_is_open
-from kvtest.process import ProcessExitedError, ReadyTimeoutError, tail
+from kvtest.cluster.launchers import launcher_class
+from kvtest.cluster.launchers.base import Handle, Launcher
+from kvtest.cluster.render import Plan, describe, render
+from kvtest.cluster.schema import ClusterSpec
+from kvtest.readiness import http_ok, wait_all_ready
 
-POLL_INTERVAL_S = 0.1
 ORDER = ("etcd", "master", "vllm", "proxy")
-
-
-class Handle(Protocol):
-    launch: Launch
-    log_path: Path | None
-
-    @property
-    def name(self) -> str: ...
-    def poll(self) -> int | None: ...
-    def stop(self, grace: float = 8.0) -> None: ...
-    def record(self) -> dict[str, Any]: ...
 
 
 def new_run_dir(spec: ClusterSpec, root: Path = Path("runs")) -> Path:
@@ -55,44 +38,6 @@ def new_run_dir(spec: ClusterSpec, root: Path = Path("runs")) -> Path:
     path = root / f"{stamp}-{spec.name}"
     path.mkdir(parents=True, exist_ok=False)
     return path.resolve()
-
-
-def probe_ok(probe: Probe) -> bool:
-    if probe.url:
-        try:
-            return httpx.get(probe.url, timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-    assert probe.tcp
-    return port_is_open(*probe.tcp)
-
-
-def wait_all_ready(handles: list[Handle], log: Callable[[str], None]) -> dict[str, float]:
-    """Poll every handle's probe until all are ready; the first exit or missed deadline raises."""
-    t0 = time.monotonic()
-    pending = {h.name: h for h in handles}
-    ready: dict[str, float] = {}
-    while pending:
-        interrupts.check()
-        for name, h in list(pending.items()):
-            code = h.poll()
-            if code is not None:
-                raise ProcessExitedError(
-                    f"{name} exited with code {code} before it was ready ({' '.join(h.launch.argv)})\n"
-                    f"--- last lines of {h.log_path} ---\n{tail(h.log_path)}"
-                )
-            if probe_ok(h.launch.probe):
-                ready[name] = round(time.monotonic() - t0, 2)
-                log(f"ready: {name} in {ready[name]:.1f}s")
-                del pending[name]
-            elif time.monotonic() - t0 > h.launch.ready_timeout_s:
-                raise ReadyTimeoutError(
-                    f"{name} was not ready after {h.launch.ready_timeout_s:.0f}s ({h.launch.probe})\n"
-                    f"--- last lines of {h.log_path} ---\n{tail(h.log_path)}"
-                )
-        if pending:
-            interrupts.sleep(POLL_INTERVAL_S)
-    return ready
 
 
 def stop_all(handles: list[Handle], log: Callable[[str], None] = lambda _: None) -> None:
@@ -112,10 +57,13 @@ def stop_all(handles: list[Handle], log: Callable[[str], None] = lambda _: None)
         raise first
 
 
-def write_state(path: Path, cluster: Cluster, handles: list[Handle], cluster_file: str | None) -> None:
+def write_state(
+    path: Path, cluster: Cluster | None, handles: list[Handle], cluster_file: str | None, reaches: list[str]
+) -> None:
     state = {
         "cluster_file": cluster_file,
-        "cluster": cluster.to_dict(),
+        "reaches": reaches,  # down() lets each launcher clean what it made for the run (containers)
+        "cluster": cluster.to_dict() if cluster else None,
         "processes": [
             {
                 "name": h.name,
@@ -133,6 +81,15 @@ def write_state(path: Path, cluster: Cluster, handles: list[Handle], cluster_fil
     tmp.replace(path)
 
 
+def _provision(spec: ClusterSpec, launchers: dict[str, Launcher]) -> ClusterSpec:
+    """Let each launcher make its hosts' machines; the spec gets the addresses they were given."""
+    by_name = {h.name: h for h in spec.hosts}
+    for reach, launcher in launchers.items():
+        for host in launcher.provision([h for h in spec.hosts if h.reach == reach]):
+            by_name[host.name] = host
+    return spec.model_copy(update={"hosts": [by_name[h.name] for h in spec.hosts]})
+
+
 def start(
     spec: ClusterSpec,
     run_dir: Path | None = None,
@@ -140,7 +97,10 @@ def start(
     cluster_file: str | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> Cluster:
-    """Start everything and return the Cluster; its stop() (or `with`) takes it all down."""
+    """Start everything and return the Cluster; its stop() (or `with`) takes it all down.
+
+    One path for every launcher: provision the hosts, render, then kind by kind and wave by wave
+    spawn through the host's launcher and wait (kvtest.readiness) for the wave's probes."""
     run_dir = run_dir.resolve() if run_dir else new_run_dir(spec)
     if spec.attach is not None:  # a running deployment: check it, start nothing there
         from kvtest.cluster.attach import start_attached
@@ -148,43 +108,59 @@ def start(
         with interrupts.deferred_interrupts():
             return start_attached(spec, run_dir, log=log)
     run_dir.mkdir(parents=True, exist_ok=True)
-    plan = render(spec, run_dir)
-    (run_dir / "plan.sh").write_text(describe(plan) + "\n")
-    (run_dir / "cluster.json").write_text(spec.model_dump_json(indent=2))
-    local, ssh = LocalLauncher(), SSHLauncher(run_dir)
+    state_path = run_dir / "state.json"
+    reaches = list(dict.fromkeys(h.reach for h in spec.hosts))
+    launchers: dict[str, Launcher] = {}
     handles: list[Handle] = []
-    cluster = _cluster_of(plan)
+
+    def stop() -> None:
+        try:
+            stop_all(handles, log)
+        finally:
+            # containers a launcher made go too, also when a second Ctrl-C comes meanwhile
+            with interrupts.deferred_interrupts():
+                try:
+                    for launcher in reversed(launchers.values()):
+                        launcher.close()
+                finally:
+                    _mark_stopped(run_dir)
+
     with interrupts.deferred_interrupts():
         try:
+            # before any machine exists: a `cluster down` from another shell finds what provision
+            # makes even if this process dies before it writes more
+            write_state(state_path, None, handles, cluster_file, reaches)
+            for reach in reaches:
+                launchers[reach] = launcher_class(reach)(run_dir)
+            spec = _provision(spec, launchers)
+            plan = render(spec, run_dir)
+            (run_dir / "plan.sh").write_text(describe(plan) + "\n")
+            (run_dir / "cluster.json").write_text(spec.model_dump_json(indent=2))
+            cluster = cluster_of(plan)
+            write_state(state_path, cluster, handles, cluster_file, reaches)
             for kind in ORDER:
                 launches = [launch for launch in plan.launches if launch.kind == kind]
                 for wave in sorted({launch.wave for launch in launches}):
                     group: list[Handle] = []
                     for launch in (la for la in launches if la.wave == wave):
                         interrupts.check()
-                        launcher = ssh if launch.host.reach == "ssh" else local
                         log(f"start: {launch.name} on {launch.host.name}")
-                        handle: Handle = launcher.spawn(launch, run_dir / "logs" / f"{launch.name}.log")
+                        handle = launchers[launch.host.reach].spawn(
+                            launch, run_dir / "logs" / f"{launch.name}.log"
+                        )
                         handles.append(handle)
                         group.append(handle)
-                    write_state(run_dir / "state.json", cluster, handles, cluster_file)
-                    cluster.ready_s |= wait_all_ready(group, log)
-            write_state(run_dir / "state.json", cluster, handles, cluster_file)
+                    write_state(state_path, cluster, handles, cluster_file, reaches)
+                    targets = [(h, h.launch.probes, h.launch.ready_timeout_s) for h in group]
+                    cluster.ready_s |= wait_all_ready(targets, log)
+            write_state(state_path, cluster, handles, cluster_file, reaches)
             interrupts.check()
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt)
             log(f"{'interrupted' if interrupted else 'start failed'}: stopping what was started")
             with contextlib.suppress(Exception):
-                stop_all(handles, log)
-            _mark_stopped(run_dir)
+                stop()
             raise
-
-    def stop() -> None:
-        try:
-            stop_all(handles, log)
-        finally:
-            _mark_stopped(run_dir)
-
     cluster._stop = stop
     return cluster
 
@@ -195,7 +171,8 @@ def _mark_stopped(run_dir: Path) -> None:
         state.replace(run_dir / "state.stopped.json")
 
 
-def _cluster_of(plan: Plan) -> Cluster:
+def cluster_of(plan: Plan) -> Cluster:
+    """What tests get: the URLs and addresses the plan resolved."""
     spec = plan.spec
     return Cluster(
         name=spec.name,
@@ -221,63 +198,20 @@ def up(spec: ClusterSpec, run_dir: Path | None = None, **kwargs: Any) -> Iterato
 
 
 # --- acting on a state file from another shell -------------------------------------------------------
-def _group_alive(pgid: int) -> bool:
-    """Any live (non-zombie) process in the group? After `cluster up` exits, its children belong to
-    pid 1, which in a container may never reap them: a zombie answers killpg(pgid, 0) forever."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as fh:
-                fields = fh.read().rsplit(") ", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def _same_process(pid: int, create_time: float | None) -> bool:
-    """Guard against pid reuse: the leader still running must be the one we started."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return create_time is None  # the leader is gone; its group may still hold children
-    return create_time is None or abs(proc.create_time() - create_time) < 1.0
-
-
-def stop_recorded(record: dict[str, Any], grace: float = 8.0) -> None:
-    if record.get("reach") == "ssh":
-        stop_remote_group(Host.model_validate(record["host"]), record["pidfile"], grace)
-        pgid = record.get("client_pgid")
-    else:
-        pgid = record.get("pgid")
-        if pgid and not _same_process(pgid, record.get("create_time")):
-            return
-    if not pgid:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGCONT)
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(POLL_INTERVAL_S)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
 def down(state_path: Path, log: Callable[[str], None] = lambda _: None) -> None:
     state = json.loads(state_path.read_text())
     for record in reversed(state["processes"]):
-        stop_recorded(record)
+        launcher_class(record.get("reach", "local")).stop_recorded(record, 8.0)
         log(f"stopped: {record['name']}")
+    for reach in state.get("reaches", []):
+        launcher_class(reach).clean_run(state_path.parent)
     state_path.replace(state_path.with_name("state.stopped.json"))
 
 
 def status(state_path: Path) -> list[dict[str, Any]]:
     state = json.loads(state_path.read_text())
+    if not state.get("cluster"):
+        return []  # still provisioning its hosts
     cluster = Cluster.from_dict(state["cluster"])
     urls = {n.name: n.url for n in cluster.nodes}
     if cluster.proxy_url:
@@ -289,6 +223,6 @@ def status(state_path: Path) -> list[dict[str, Any]]:
     rows = []
     for record in state["processes"]:
         url = urls.get(record["name"])
-        healthy = probe_ok(Probe(url=f"{url}/health")) if url else False
+        healthy = http_ok(f"{url}/health") if url else False
         rows.append({"name": record["name"], "kind": record["kind"], "url": url, "healthy": healthy})
     return rows

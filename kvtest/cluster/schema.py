@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kvtest.cluster.launchers import REACHES
 
 Role = Literal["prefill", "decode", "both"]
 Connector = Literal["MooncakeStoreConnector", "MooncakeConnector", "NixlConnector", "ExampleConnector"]
@@ -43,7 +45,9 @@ class SSHOptions(_Model):
 class Host(_Model):
     name: str
     address: str = "127.0.0.1"
-    reach: Literal["local", "ssh"] = "local"
+    # how processes get onto the host: a name from kvtest.cluster.launchers.REGISTRY (local, ssh,
+    # inprocess, docker: a container made for the run, its address assigned by Docker)
+    reach: str = "local"
     ssh: SSHOptions | None = None
     # run every process of this host inside `ip netns exec NETNS` (a namespace made beforehand)
     netns: str | None = None
@@ -55,6 +59,13 @@ class Host(_Model):
     mooncake_master: str = "mooncake_master"
     etcd: str = "etcd"
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("reach")
+    @classmethod
+    def _known_reach(cls, value: str) -> str:
+        if value not in REACHES:
+            raise ValueError(f"unknown reach {value!r} (known: {', '.join(REACHES)})")
+        return value
 
     @model_validator(mode="after")
     def _ssh_needs_options(self) -> Host:

@@ -7,10 +7,9 @@ import shlex
 import sys
 from pathlib import Path
 
-import httpx
-
 from kvtest.ports import free_port
 from kvtest.process import ManagedProcess
+from kvtest.readiness import HttpProbe, wait_ready_async
 
 PLACEHOLDERS = ("port", "prefill", "decode", "prefill_host", "prefill_port", "decode_host", "decode_port",
                 "bootstrap_port", "metrics_port")  # fmt: skip
@@ -49,15 +48,8 @@ class RouterProcess:
 
         ProcessExitedError / ReadyTimeoutError carry the command and the tail of its log."""
         self.proc.start()
-
-        async def answers() -> bool:
-            try:
-                async with httpx.AsyncClient(timeout=2.0) as c:
-                    return (await c.get(self.url + "/v1/models")).status_code < 500
-            except httpx.HTTPError:
-                return False
-
-        return await self.proc.wait_ready_async(answers, within, interval=0.2)
+        probe = HttpProbe(self.url + "/v1/models", below=500, timeout=2.0)
+        return await wait_ready_async(self.proc, [probe], within, interval=0.2)
 
     def stop(self) -> int | None:
         return self.proc.stop()

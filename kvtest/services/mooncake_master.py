@@ -7,21 +7,18 @@ with MooncakeMaster("mock", {"client_ttl": 2}) as master:
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import os
 import shutil
 import signal
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from kvtest import interrupts
 from kvtest.ports import free_port
-from kvtest.process import ManagedProcess, ReadyTimeoutError, http_ok
+from kvtest.process import ManagedProcess
+from kvtest.readiness import CallProbe, HttpProbe, Probe, wait_ready
 from kvtest.service import SyncService
 
 Impl = Literal["real", "mock"]
@@ -54,6 +51,7 @@ class MooncakeMaster(SyncService):
         name: str = "master",
         in_process: bool = False,
         probe: Callable[[str], bool] | None = None,
+        use_docker: bool | None = None,
     ) -> None:
         if impl not in ("real", "mock"):
             raise ValueError(f"impl must be 'real' or 'mock', not {impl!r}")
@@ -70,7 +68,12 @@ class MooncakeMaster(SyncService):
         self.proc: ManagedProcess | None = None
         # mock only: run the master on a thread of this process (no interpreter start-up per test)
         self.in_process = in_process and impl == "mock"
-        self._threaded: _ThreadedMock | None = None
+        # a container from the kvtest host image (testcontainers); KVTEST_MASTER=docker asks for it
+        if use_docker is None:
+            use_docker = os.environ.get("KVTEST_MASTER") == "docker" and not wrap and not in_process
+        self.use_docker = use_docker
+        self.handle: Any = None  # what the launcher returned, or the ServiceContainer
+        self._launcher: Any = None
 
     # --- addresses --------------------------------------------------------------------------------
     @property
@@ -108,70 +111,88 @@ class MooncakeMaster(SyncService):
 
     # --- lifecycle --------------------------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> MooncakeMaster:
+        """In this process (in_process), in a container (use_docker) or as a process; one waiter."""
         f = self.flags
         f.setdefault("rpc_port", free_port())
         f.setdefault("metrics_port", free_port())
+        if self.use_docker:
+            # its own network namespace: bind everything, and the container's address is the host's
+            f.setdefault("rpc_address", "0.0.0.0")
+            f.setdefault("metrics_host", "0.0.0.0")
         f.setdefault("rpc_address", self.host)
         f.setdefault("metrics_host", self.host)
         if f.get("enable_http_metadata_server"):
             f.setdefault("http_metadata_server_port", free_port())
-            f.setdefault("http_metadata_server_host", self.host)
-        if self.in_process:
-            self._threaded = _ThreadedMock(self.flag_args(), self.log_path)
-            self._threaded.start()
-            self.wait_ready(timeout)
-            return self
+            f.setdefault("http_metadata_server_host", "0.0.0.0" if self.use_docker else self.host)
+        if self.use_docker:
+            return self._start_container(timeout)
+        from kvtest.cluster.launchers.inprocess import InProcessLauncher
+        from kvtest.cluster.launchers.local import LocalLauncher
+        from kvtest.cluster.render import Launch
+        from kvtest.cluster.schema import Host
+
         root = Path(__file__).resolve().parents[2]  # so `-m simulators.mooncake` imports from any cwd
-        self.proc = ManagedProcess(f"{self.name}-{self.impl}", self.argv(), env=self.env, cwd=root,
-                                   log_path=self.log_path).start()  # fmt: skip
-        self.wait_ready(timeout)
+        reach = "inprocess" if self.in_process else "local"
+        self._launcher = (InProcessLauncher if self.in_process else LocalLauncher)(self.log_dir)
+        launch = Launch(name=f"{self.name}-{self.impl}", kind="master", argv=self.argv(), env=self.env,
+                        host=Host(name="local", reach=reach, workdir=str(root)), probes=self.probes(),
+                        ready_timeout_s=timeout)  # fmt: skip
+        self.handle = self._launcher.spawn(launch, self.log_path)
+        self.proc = getattr(self.handle, "proc", None)
+        wait_ready(self.handle, launch.probes, timeout)
         return self
 
-    def wait_ready(self, timeout: float = 20.0) -> float:
-        probes = [self.url_for("health")]
+    def _start_container(self, timeout: float) -> MooncakeMaster:
+        from kvtest.services.container import ServiceContainer
+
+        program = [str(Path(sys.executable).parent / "mooncake_master")] if self.impl == "real" else \
+            [sys.executable, "-m", "simulators.mooncake"]  # fmt: skip
+        container = ServiceContainer(f"{self.name}-{self.impl}", [*program, *self.flag_args()],
+                                     self.log_path, self.env)  # fmt: skip
+        self.handle = container
+        self.host = container.start("Master service started on port", timeout)
+        wait_ready(container, self.probes(), timeout)
+        return self
+
+    def probes(self) -> list[Probe]:
+        probes: list[Probe] = [HttpProbe(self.url_for("health"))]
         if self.flags.get("enable_http_metadata_server"):
-            # the real master answers /health before its metadata server listens (about 1 s later)
-            probes.append(self.metadata_url + "?key=kvtest-probe")
-        if self.probe is not None:
+            # the real master answers /health before its metadata server listens (about 1 s later);
+            # the probe key is missing, so any answer (404) means it listens
+            probes.append(HttpProbe(self.metadata_url + "?key=kvtest-probe", any_status=True))
+        if self.probe is not None:  # a namespaced master: GET from inside its namespace
             probe = self.probe
-            ready = lambda: all(probe(u) for u in probes[:1])  # noqa: E731
-        else:
-            ready = lambda: all(_answers(u) for u in probes)  # noqa: E731
-        if self._threaded is not None:
-            t0 = time.monotonic()
-            while not ready():
-                if time.monotonic() - t0 > timeout:
-                    raise ReadyTimeoutError(f"in-process mock master not ready in {timeout:.1f}s")
-                interrupts.sleep(0.01)
-            return time.monotonic() - t0
-        assert self.proc is not None, "start() first"
-        return self.proc.wait_ready(ready, timeout)
+            url = self.url_for("health")
+            probes = [CallProbe(f"GET {url} in the namespace", lambda: probe(url))]
+        return probes
 
     def alive(self) -> bool:
-        if self._threaded is not None:
-            return self._threaded.alive()
-        return self.proc is not None and self.proc.alive()
+        return self.handle is not None and self.handle.poll() is None
 
     def kill(self) -> None:
         """SIGKILL: a crash, as a nemesis would cause it (in-process: every socket closes at once)."""
-        if self._threaded is not None:
-            self._threaded.stop()
+        if self.handle is not None:
+            self.handle.signal(signal.SIGKILL)
         if self.proc is not None:
-            self.proc.kill()
+            self.proc.kill()  # and reap it
 
     def pause(self) -> None:
-        if self.proc is not None:
-            self.proc.signal(signal.SIGSTOP)
+        if self.handle is not None:
+            self.handle.signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        if self.proc is not None:
-            self.proc.signal(signal.SIGCONT)
+        if self.handle is not None:
+            self.handle.signal(signal.SIGCONT)
 
     def stop(self) -> None:
-        if self._threaded is not None:
-            self._threaded.stop()
-        if self.proc is not None:
-            self.proc.stop()
+        handle, self.handle = self.handle, None
+        try:
+            if handle is not None:
+                handle.stop()
+        finally:
+            if self._launcher is not None:
+                self._launcher.close()
+                self._launcher = None
 
     def rss_bytes(self) -> int:
         """Resident memory of the master process (its whole process group when wrapped)."""
@@ -185,73 +206,3 @@ class MooncakeMaster(SyncService):
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def _answers(url: str) -> bool:
-    """The server is up: any HTTP answer (the metadata probe key is missing, so 404 is fine)."""
-    import httpx
-
-    if url.endswith("/health"):
-        return http_ok(url)
-    try:
-        httpx.get(url, timeout=1.0)
-        return True
-    except httpx.HTTPError:
-        return False
-
-
-class _ThreadedMock:
-    """The mock master's asyncio loop on a daemon thread, logging to its own file."""
-
-    def __init__(self, flags: list[str], log_path: Path) -> None:
-        from simulators.mooncake.flags import parse_flags
-        from simulators.mooncake.glog import GlogFormatter
-
-        cfg, unknown = parse_flags(flags)
-        self.logger = logging.getLogger(f"mooncake.master.{id(self)}")
-        self.logger.propagate = False
-        self.logger.setLevel(logging.INFO)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.handler = logging.FileHandler(log_path)
-        self.handler.setFormatter(GlogFormatter())
-        self.logger.addHandler(self.handler)
-        if unknown:
-            self.logger.warning("ignoring unknown flags: %s", " ".join(unknown))
-        self.cfg = cfg
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, name="mock-master", daemon=True)
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-
-    def _run(self) -> None:
-        from simulators.mooncake.server import MockMooncakeMaster
-
-        master = MockMooncakeMaster(self.cfg, self.logger)
-        try:
-            self.loop.run_until_complete(master.start())
-        except BaseException as e:
-            self._error = e
-            self._started.set()
-            return
-        self._started.set()
-        try:
-            self.loop.run_forever()
-        finally:
-            self.loop.run_until_complete(master.stop())
-            self.loop.close()
-
-    def start(self) -> None:
-        self.thread.start()
-        self._started.wait(10)
-        if self._error is not None:
-            raise self._error
-
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-        self.logger.removeHandler(self.handler)
-        self.handler.close()

@@ -7,8 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kvtest.cluster.launchers.inprocess import InProcessUnsupported, in_process
+from kvtest.cluster.runner import up
 from kvtest.cluster.schema import load_cluster
-from kvtest.cluster.sim import InProcessUnsupported, sim_up
 from kvtest.ports import port_is_open
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_sim_yaml_runs_in_process_and_serves_through_the_proxy(tmp_path: Path) -> None:
     spec = load_cluster(ROOT / "fixtures/clusters/sim.yaml")
-    with sim_up(spec, tmp_path / "run") as cluster:
+    with up(in_process(spec), tmp_path / "run") as cluster:
         assert cluster.proxy_url
         for node in cluster.nodes:
             assert httpx.get(f"{node.url}/health").status_code == 200
@@ -37,6 +38,6 @@ def test_real_parts_are_refused_with_the_reason() -> None:
     spec = load_cluster(ROOT / "fixtures/clusters/local-cpu.yaml")
     with (
         pytest.raises(InProcessUnsupported, match=r"node p0 is impl real.*etcd is a separate program"),
-        sim_up(spec),
+        up(in_process(spec)),
     ):
         pass

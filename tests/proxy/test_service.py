@@ -13,6 +13,7 @@ import pytest
 
 from kvtest.ports import free_port
 from kvtest.process import ManagedProcess
+from kvtest.readiness import HttpProbe, wait_ready_async
 
 from .conftest import StartPD
 
@@ -147,14 +148,8 @@ async def test_kvtest_proxy_command_serves(
     proc = ManagedProcess("proxy", argv, log_path=tmp_path / "proxy.log")
     try:
         proc.start()
-
-        async def healthy() -> bool:
-            try:
-                return (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await proc.wait_ready_async(healthy, 20)
+        # the stub nodes serve on this loop: the waiter probes from a worker thread meanwhile
+        await wait_ready_async(proc, [HttpProbe(f"http://127.0.0.1:{port}/health")], 20)
         r = await client.post(f"http://127.0.0.1:{port}/v1/completions", json=BODY)
         assert r.status_code == 200 and r.json()["choices"][0]["text"] == "t0 t1 t2 t3 "
     finally:

@@ -30,6 +30,7 @@ from kvtest.gating import skip_unless
 from kvtest.kv_event_stream import Batch, KVEventStream
 from kvtest.ports import free_port
 from kvtest.process import ManagedProcess
+from kvtest.readiness import HttpProbe, wait_ready_async
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_PY = ROOT / ".venv-real" / "bin" / "python"
@@ -84,15 +85,7 @@ def start_node(kind: str, tmp: Path) -> tuple[ManagedProcess, str, str, str]:
 
 
 async def wait_healthy(proc: ManagedProcess, url: str) -> None:
-    async with httpx.AsyncClient(timeout=5) as c:
-
-        async def ok() -> bool:
-            try:
-                return (await c.get(f"{url}/health")).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        await proc.wait_ready_async(ok, START_S, interval=0.5)
+    await wait_ready_async(proc, [HttpProbe(f"{url}/health", timeout=5.0)], START_S, interval=0.5)
 
 
 def body(prompt: Any, max_tokens: int, **extra: Any) -> dict[str, Any]:
