@@ -14,6 +14,8 @@ PY=.venv/bin/python
 bash ci/install-system.sh "$PY"
 bash ci/install-real.sh
 bash ci/install-docker-tier.sh "$PY"
+# the Ray tier (tests/real/test_ray_cluster.py): kvtest's `ray` extra, into the project venv
+"$PY" -c 'import ray' 2>/dev/null || "$PY" -m pip install -q -e '.[ray]'
 echo "test-real: installs took $(( $(date +%s) - t0 )) s"
 export KVTEST_REQUIRE=${KVTEST_REQUIRE:-real}
 export KVTEST_CI=${KVTEST_CI:-1}

@@ -42,6 +42,24 @@ class SSHOptions(_Model):
     options: list[str] = Field(default_factory=list)
 
 
+class RayPlacement(_Model):
+    """Which node of a running Ray cluster a `reach: ray` host is (kvtest/cluster/launchers/ray.py)."""
+
+    address: str  # Ray Client address of the cluster: ray://HEAD:10001
+    node_ip: str | None = None  # the node whose NodeManagerAddress this is
+    resource: str | None = None  # or: the node that has this custom resource (ray start --resources)
+    labels: dict[str, str] = Field(default_factory=dict)  # or: the node with these labels (--labels)
+
+    @model_validator(mode="after")
+    def _one_way_to_pick(self) -> RayPlacement:
+        given = [k for k in ("node_ip", "resource", "labels") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                f"name the Ray node one way: node_ip, resource or labels (given: {given or 'none'})"
+            )
+        return self
+
+
 class Host(_Model):
     name: str
     address: str = "127.0.0.1"
@@ -49,6 +67,7 @@ class Host(_Model):
     # inprocess, docker: a container made for the run, its address assigned by Docker)
     reach: str = "local"
     ssh: SSHOptions | None = None
+    ray: RayPlacement | None = None  # reach: ray
     # run every process of this host inside `ip netns exec NETNS` (a namespace made beforehand)
     netns: str | None = None
     # where commands run and relative paths resolve; local default: the current directory
@@ -71,6 +90,8 @@ class Host(_Model):
     def _ssh_needs_options(self) -> Host:
         if self.reach == "ssh" and self.ssh is None:
             object.__setattr__(self, "ssh", SSHOptions())
+        if self.reach == "ray" and self.ray is None:
+            raise ValueError("reach: ray needs a `ray:` section (address and node_ip, resource or labels)")
         return self
 
     @property

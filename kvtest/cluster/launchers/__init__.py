@@ -26,6 +26,7 @@ REGISTRY: dict[str, str] = {
     "ssh": "kvtest.cluster.launchers.ssh:SSHLauncher",
     "inprocess": "kvtest.cluster.launchers.inprocess:InProcessLauncher",
     "docker": "kvtest.cluster.launchers.docker:DockerLauncher",
+    "ray": "kvtest.cluster.launchers.ray:RayLauncher",
 }
 REACHES = tuple(REGISTRY)
 
