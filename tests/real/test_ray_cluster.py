@@ -105,6 +105,7 @@ def ray_spec(address: str, name: str) -> dict[str, Any]:
 
     return {
         "name": name,
+        "requires": ["ray", "netns"],
         "hosts": [host("head", "kvtest_head"), host("ma", "kvtest_a"), host("mb", "kvtest_b")],
         "etcd": {"host": "head"},
         "mooncake_master": {"impl": "real", "host": "head"},
