@@ -154,11 +154,11 @@ def test_cluster_up_interrupted_at_any_moment_leaves_nothing(k: int, extra: floa
         took = _signal_and_wait(proc, sig)
         err = lines.text()
         assert took < EXIT_WITHIN_S, f"exited {took:.1f}s after {signal.Signals(sig).name}:\n{err}"
-        if proc.returncode == -sig:  # ended by the signal before kvtest had its handlers
-            assert not _records(runs), f"killed before its handlers, yet it started processes:\n{err}"
-        else:
+        if _records(runs) or proc.returncode == 128 + sig:
             assert proc.returncode == 128 + sig, err
             assert "interrupted, everything stopped" in err, err
+        # else the signal ended the interpreter before kvtest had its handlers (killed by it, -N, or
+        # a KeyboardInterrupt while site-packages were imported, 1): nothing was started
         _assert_nothing_left(runs, pids)
         if runs.exists() and any(runs.glob("*.current")):
             down = subprocess.run(
@@ -212,7 +212,10 @@ def test_pytest_run_interrupted_while_its_cluster_starts_leaves_nothing(
         pids.mkdir()
         path = _interrupt_cluster(tmp)
         (tmp / "test_inner.py").write_text(INNER_TEST.format(marker=str(marker)))
-        options = ["-q", "-p", "no:cacheprovider", "-p", "no:xdist", "--rootdir", str(tmp)]
+        # no hypothesis plugin: its terminal summary imports hypothesis after the teardown (10-20 s on
+        # a loaded host), which is pytest's exit time, not the fixture's teardown under test
+        options = ["-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:hypothesispytest"]
+        options += ["--rootdir", str(tmp)]
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", *options, "--cluster", str(path), str(tmp / "test_inner.py")],
             cwd=tmp,
@@ -234,8 +237,6 @@ def test_pytest_run_interrupted_while_its_cluster_starts_leaves_nothing(
         took = _signal_and_wait(proc, sig)
         err = lines.text()
         assert took < EXIT_WITHIN_S, f"pytest exited {took:.1f}s after {signal.Signals(sig).name}:\n{err}"
-        if proc.returncode == -sig:
-            assert not _records(runs), f"killed before its handlers, yet it started processes:\n{err}"
-        else:
+        if _records(runs):  # the fixture had started something: pytest's own "interrupted" status
             assert proc.returncode == pytest.ExitCode.INTERRUPTED, err
         _assert_nothing_left(runs, pids)
