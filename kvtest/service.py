@@ -1,12 +1,8 @@
-"""The lifecycle every service shares (STYLE.md §1, testcontainers' DockerContainer):
-`start()` and `stop()` coroutines, and `async with` that stops what a failed start left behind.
+"""The lifecycle every service shares (after testcontainers' DockerContainer): `start()` and `stop()`,
+and a context manager that stops what a failed start left behind.
 
-    class FakeThing(AsyncService):
-        async def start(self) -> Self: ...
-        async def stop(self) -> None: ...   # must be safe to call after a partial start
-
-    async with FakeThing() as thing:
-        ...
+AsyncService (coroutines) lives in simulators.service, the lower layer, and is re-exported here;
+SyncService is for services whose start()/stop() block (they launch a process and poll it).
 """
 
 from __future__ import annotations
@@ -14,23 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Self
 
+from simulators.service import AsyncService
 
-class AsyncService:
-    async def start(self) -> Self:
-        raise NotImplementedError
-
-    async def stop(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        try:
-            return await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+__all__ = ["AsyncService", "SyncService"]
 
 
 class SyncService:

@@ -4,66 +4,27 @@
     store.put("k", b"v"); store.get("k"); store.close()
 
     cfg = MooncakeConfig.from_file()            # MOONCAKE_CONFIG_PATH
-    store = open_store("real", **dataclasses.asdict(cfg))
+    store = open_store("real", cfg)
 
-The returned object is the client itself (`mooncake.store.MooncakeDistributedStore` or
-`simulators.mooncake.MooncakeDistributedStore`), already set up: same methods, same return codes.
+The opener lives in the lower layer, simulators.mooncake.store_client, because the fake vLLM's store
+connector needs it too (simulators never import kvtest); this module is kvtest's name for it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from typing import Any, Literal
-
 from simulators.mooncake.config import MooncakeConfig, parse_size
+from simulators.mooncake.store_client import (
+    StoreSetupError,
+    open_store,
+    real_store_available,
+    store_class,
+)
 
-__all__ = ["MooncakeConfig", "StoreSetupError", "open_store", "real_store_available", "store_class"]
-
-Impl = Literal["mock", "real"]
-
-
-class StoreSetupError(RuntimeError):
-    def __init__(self, impl: str, code: int, cfg: MooncakeConfig) -> None:
-        super().__init__(f"{impl} MooncakeDistributedStore.setup() returned {code} for {cfg}")
-        self.code = code
-
-
-def real_store_available() -> tuple[bool, str]:
-    try:
-        from mooncake.store import MooncakeDistributedStore  # noqa: F401
-    except Exception as e:  # ImportError, or a missing libibverbs raising OSError
-        return False, f"mooncake.store does not import: {e}"
-    return True, ""
-
-
-def store_class(impl: Impl) -> Any:
-    if impl == "real":
-        from mooncake.store import MooncakeDistributedStore as RealStore
-
-        return RealStore
-    if impl == "mock":
-        from simulators.mooncake.client import MooncakeDistributedStore as MockStore
-
-        return MockStore
-    raise ValueError(f"impl must be 'mock' or 'real', not {impl!r}")
-
-
-def open_store(impl: Impl = "mock", config: MooncakeConfig | None = None, **keys: Any) -> Any:
-    """A set-up client. `keys` are mooncake.json keys (override `config`); raises StoreSetupError."""
-    cfg = config or MooncakeConfig()
-    if keys:
-        merged = dataclasses.asdict(cfg) | keys
-        for size_key in ("global_segment_size", "local_buffer_size"):
-            merged[size_key] = parse_size(merged[size_key])
-        cfg = MooncakeConfig.from_dict(merged)
-    if impl == "real":
-        # Without it the transfer engine binds the first non-loopback address (notes/mooncake.md).
-        os.environ.setdefault("MC_TCP_BIND_ADDRESS", cfg.local_hostname)
-        os.environ.setdefault("MC_STORE_CLIENT_SETUP_RETRIES", "1")
-    store = store_class(impl)()
-    code = store.setup(*cfg.setup_args())
-    if code != 0:
-        store.close()
-        raise StoreSetupError(impl, code, cfg)
-    return store
+__all__ = [
+    "MooncakeConfig",
+    "StoreSetupError",
+    "open_store",
+    "parse_size",
+    "real_store_available",
+    "store_class",
+]

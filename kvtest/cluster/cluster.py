@@ -12,30 +12,16 @@ use a cluster that `kvtest cluster up` started in another shell.
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from kvtest.cluster.render import NodeEndpoint
-
-_SIZE = re.compile(r"^\s*([\d.]+)\s*(gb|mb|kb|b)?\s*$", re.IGNORECASE)
-
-
-def parse_size(value: str | int) -> int:
-    """'256MB' -> bytes, as vLLM's MooncakeStoreConfig reads mooncake.json sizes (_parse_size)."""
-    if isinstance(value, int):
-        return value
-    m = _SIZE.match(value)
-    if not m:
-        raise ValueError(f"not a size: {value!r}")
-    unit = (m.group(2) or "b").lower()
-    return int(float(m.group(1)) * {"gb": 1024**3, "mb": 1024**2, "kb": 1024, "b": 1}[unit])
+from kvtest.metrics.exposition import sums
+from kvtest.store import open_store
 
 
 class MetricsScraper:
@@ -51,13 +37,7 @@ class MetricsScraper:
         return resp.text
 
     def counters(self, node: str, model: str | None = None) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for family in text_string_to_metric_families(self.text(node)):
-            for sample in family.samples:
-                if model is not None and sample.labels.get("model_name", model) != model:
-                    continue
-                out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
-        return out
+        return sums(self.text(node), model=model)
 
     def snapshot(self, model: str | None = None) -> dict[str, dict[str, float]]:
         return {name: self.counters(name, model) for name in self._urls}
@@ -130,26 +110,12 @@ class Cluster:
         """
         if not self.mooncake_config or not self.master_address:
             raise RuntimeError(f"cluster {self.name!r} has no mooncake_master")
+        cfg = dict(self.mooncake_config)
+        if local_hostname:
+            cfg["local_hostname"] = local_hostname
         if self.master_impl == "real":
-            from mooncake.store import MooncakeDistributedStore
-        else:
-            from simulators.mooncake import MooncakeDistributedStore  # type: ignore[attr-defined,no-redef]
-        cfg = self.mooncake_config
-        # the real transfer engine binds the first non-loopback address unless told (notes/mooncake.md)
-        os.environ.setdefault("MC_TCP_BIND_ADDRESS", local_hostname or cfg["local_hostname"])
-        store = MooncakeDistributedStore()
-        rc = store.setup(
-            local_hostname or cfg["local_hostname"],
-            cfg["metadata_server"],
-            global_segment_size,
-            parse_size(cfg["local_buffer_size"]),
-            cfg["protocol"],
-            cfg.get("device_name", ""),
-            cfg["master_server_address"],
-        )
-        if rc != 0:
-            raise RuntimeError(f"store setup against {self.master_address} failed with {rc}")
-        return store
+            return open_store("real", global_segment_size=global_segment_size, **cfg)
+        return open_store("mock", global_segment_size=global_segment_size, **cfg)
 
     def master_keys(self) -> list[str]:
         """Keys the master holds now (its admin endpoint /get_all_keys)."""
@@ -164,11 +130,7 @@ class Cluster:
             raise RuntimeError(f"cluster {self.name!r} has no mooncake_master")
         resp = httpx.get(f"{self.master_admin_url}/metrics", timeout=10)
         resp.raise_for_status()
-        out: dict[str, float] = {}
-        for family in text_string_to_metric_families(resp.text):
-            for sample in family.samples:
-                out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
-        return out
+        return sums(resp.text)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def stop(self) -> None:

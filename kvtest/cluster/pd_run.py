@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import httpx
 
 from kvtest.cluster.cluster import Cluster
+from kvtest.cluster.connectors import CONNECTORS
+from kvtest.metrics.exposition import by_label
 
 BLOCK = 32  # --block-size in local-cpu.yaml / sim.yaml
 WORDS = [
@@ -53,16 +55,14 @@ def cacheable(n_tokens: int, block: int = BLOCK) -> int:
     return (n_tokens - 1) // block * block
 
 
-# Connectors that move a request's KV from its own prefill (kv_transfer_params / transfer_id) hand
-# decode the whole prompt: measured on vLLM 0.25.1 + H100 through MooncakeConnector, a 1,225-token
-# prompt gave decode external_prefix_cache_hits_total 1225, not its 1,216 full-block tokens. The
-# store connectors look blocks up by hash, so only full blocks of the first n-1 tokens can hit.
-TRANSFER_CONNECTORS = ("MooncakeConnector", "NixlConnector")
+def expected_external_hits(connector_name: str | None, n_tokens: int, block: int = BLOCK) -> int:
+    """What decode's vllm:external_prefix_cache_hits_total grows by for one fresh P/D request.
 
-
-def expected_external_hits(connector: str | None, n_tokens: int, block: int = BLOCK) -> int:
-    """What decode's vllm:external_prefix_cache_hits_total grows by for one fresh P/D request."""
-    if connector in TRANSFER_CONNECTORS:
+    A connector that moves a request's KV from its own prefill (kv_transfer_params / transfer_id)
+    hands decode the whole prompt (kvtest/cluster/connectors/, transfers_whole_prompt); the store
+    connectors look blocks up by hash, so only full blocks of the first n-1 tokens can hit."""
+    kv = CONNECTORS.get(connector_name or "")
+    if kv is not None and kv.transfers_whole_prompt:
         return n_tokens
     return cacheable(n_tokens, block)
 
@@ -86,15 +86,7 @@ def _store_ops(cluster: Cluster, node: str) -> dict[str, float] | None:
     text = cluster.metrics.text(node)
     if "vllm:mooncake_store_operation_total" not in text:
         return None
-    from prometheus_client.parser import text_string_to_metric_families
-
-    ops: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "vllm:mooncake_store_operation_total":
-                op = sample.labels.get("operation", "")
-                ops[op] = ops.get(op, 0.0) + float(sample.value)
-    return ops
+    return by_label(text, "vllm:mooncake_store_operation_total", "operation")
 
 
 def wait_for_store_saves(cluster: Cluster, node: str, ops_before: dict[str, float] | None, new_keys: int,

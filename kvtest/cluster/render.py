@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from kvtest.cluster.connectors import NodeSetup, connector
 from kvtest.cluster.launchers import launcher_class
 from kvtest.cluster.schema import ClusterSpec, Host, Node
 from kvtest.ports import free_port
@@ -363,36 +364,18 @@ def _render_node(
         env["VLLM_CPU_OMP_THREADS_BIND"] = node.cpu_threads
     ports = [port]
     files: dict[str, str] = {}
-    if node.connector:
-        extra = dict(node.kv_connector_extra_config)
-        # vLLM names an IPC socket after lookup_rpc_port and the host (store/worker.py,
-        # get_zmq_rpc_path_lookup): two instances on one host with the same value collide
-        if node.connector == "MooncakeStoreConnector" and "lookup_rpc_port" not in extra:
-            if node.lookup_rpc_port is not None:
-                extra["lookup_rpc_port"] = node.lookup_rpc_port
-            else:
-                lookup_ports[node.host] = lookup_ports.get(node.host, 0) + 1
-                extra["lookup_rpc_port"] = lookup_ports[node.host]
-        if node.connector == "MooncakeConnector":
-            extra.setdefault("mooncake_protocol", spec.mooncake.protocol)
-            bootstrap = _port(node.bootstrap_port)
-            env["VLLM_MOONCAKE_BOOTSTRAP_PORT"] = str(bootstrap)
-            ports.append(bootstrap)
-        if node.connector == "NixlConnector" and "VLLM_NIXL_SIDE_CHANNEL_PORT" not in node.env:
-            # every NIXL instance listens on a side channel for the handshake (vLLM's default port
-            # 5600 for all): two on one host collide without a port each (seen on an H200)
-            side = free_port()
-            env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(side)
-            ports.append(side)
-        if node.connector == "NixlConnector":
-            env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = h.address
-        kv_config: dict[str, Any] = {"kv_connector": node.connector, "kv_role": node.effective_kv_role}
+    kv = connector(node.connector)
+    if kv is not None:
+        setup = NodeSetup(spec, node, dict(node.kv_connector_extra_config), env, ports, lookup_ports, _port)
+        kv.configure(setup)
+        extra = setup.extra
+        kv_config: dict[str, Any] = {"kv_connector": kv.name, "kv_role": node.effective_kv_role}
         if node.kv_load_failure_policy:
             kv_config["kv_load_failure_policy"] = node.kv_load_failure_policy
         if extra:
             kv_config["kv_connector_extra_config"] = extra
         argv += ["--kv-transfer-config", json.dumps(kv_config, separators=(",", ":"))]
-        if node.connector in ("MooncakeStoreConnector", "MooncakeConnector"):
+        if kv.reads_mooncake_json:
             path = f"{remote_run_dir(h, run_dir)}/{node.name}/mooncake.json"
             files[path] = json.dumps(mooncake_json(spec, h, metadata_server, master_address), indent=2) + "\n"
             env["MOONCAKE_CONFIG_PATH"] = path

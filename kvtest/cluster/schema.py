@@ -12,16 +12,19 @@ know which ports are free over there.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kvtest.cluster.connectors import CONNECTORS
 from kvtest.cluster.launchers import REACHES
+from kvtest.proxy.flows import FLOWS
+from kvtest.proxy.strategies import STRATEGIES
 
 Role = Literal["prefill", "decode", "both"]
-Connector = Literal["MooncakeStoreConnector", "MooncakeConnector", "NixlConnector", "ExampleConnector"]
 KVRole = Literal["kv_producer", "kv_consumer", "kv_both"]
 ROLE_TO_KV_ROLE: dict[str, str] = {"prefill": "kv_producer", "decode": "kv_consumer", "both": "kv_both"}
 
@@ -144,7 +147,7 @@ class Node(_Model):
     # VLLM_CPU_OMP_THREADS_BIND for CPU nodes ("0", "1", "0-3"); several instances on one host
     # otherwise all bind core 0
     cpu_threads: str | None = None
-    connector: Connector | None = None
+    connector: str | None = None  # a name in kvtest/cluster/connectors/
     kv_role: KVRole | None = None  # default follows role: prefill->kv_producer, decode->kv_consumer
     kv_connector_extra_config: dict[str, Any] = Field(default_factory=dict)
     # vLLM's KVTransferConfig.kv_load_failure_policy: "fail" (vLLM's default) answers a request whose
@@ -156,6 +159,12 @@ class Node(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     ready_timeout_s: float | None = None
 
+    @field_validator("connector")
+    @classmethod
+    def _registered_connector(cls, name: str | None) -> str | None:
+        _check_registered("connector", name, CONNECTORS)
+        return name
+
     @property
     def effective_kv_role(self) -> str:
         return self.kv_role or ROLE_TO_KV_ROLE[self.role]
@@ -164,10 +173,22 @@ class Node(_Model):
 class Proxy(_Model):
     host: str
     port: int | None = None
-    strategy: Literal["designate", "round_robin", "random", "prefix"] = "round_robin"
-    flow: Literal["store", "nixl", "mooncake"] = "store"
+    strategy: str = "round_robin"  # a name in kvtest/proxy/strategies/
+    flow: str = "store"  # a name in kvtest/proxy/flows/
     args: list[str] = Field(default_factory=list)
     ready_timeout_s: float = 20.0
+
+    @field_validator("strategy")
+    @classmethod
+    def _registered_strategy(cls, name: str) -> str:
+        _check_registered("strategy", name, STRATEGIES)
+        return name
+
+    @field_validator("flow")
+    @classmethod
+    def _registered_flow(cls, name: str) -> str:
+        _check_registered("flow", name, FLOWS)
+        return name
 
 
 class Tolerances(_Model):
@@ -271,9 +292,11 @@ class ClusterSpec(_Model):
             need_host(f"nodes[{i}] ({node.name}).host", node.host)
         if self.mooncake.metadata == "etcd" and self.etcd is None:
             raise ValueError("mooncake.metadata: 'etcd' needs an etcd section")
-        uses_store = any(n.connector == "MooncakeStoreConnector" for n in self.nodes)
-        if uses_store and self.mooncake_master is None:
-            raise ValueError("nodes use MooncakeStoreConnector but there is no mooncake_master section")
+        store_users = sorted(
+            {n.connector for n in self.nodes if n.connector and CONNECTORS[n.connector].uses_store}
+        )
+        if store_users and self.mooncake_master is None:
+            raise ValueError(f"nodes use {', '.join(store_users)} but there is no mooncake_master section")
         if self.proxy and not any(n.role in ("prefill", "both") for n in self.nodes):
             raise ValueError("proxy: no node has role prefill or both")
         if self.proxy and not any(n.role in ("decode", "both") for n in self.nodes):
@@ -361,6 +384,11 @@ class ClusterSpec(_Model):
     @property
     def uses_netns(self) -> bool:
         return any(h.netns for h in self.hosts)
+
+
+def _check_registered(what: str, name: str | None, registry: Mapping[str, object]) -> None:
+    if name is not None and name not in registry:
+        raise ValueError(f"unknown {what} {name!r} (registered: {', '.join(registry)})")
 
 
 def _unique(what: str, names: list[str]) -> None:

@@ -27,11 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from kvtest.cluster.render import NodeEndpoint
 from kvtest.experiments.prefix import _latency
 from kvtest.experiments.session import ExperimentSession, hostport
+from kvtest.metrics.exposition import by_label
 from kvtest.report.model import Check, ExperimentResult, NodeRow
 from kvtest.workload.dataset import DatasetRequest, make_prompt
 
@@ -87,16 +87,9 @@ async def store_operations(node: NodeEndpoint) -> dict[str, float]:
     try:
         async with httpx.AsyncClient(timeout=10.0) as client:
             text = (await client.get(node.metrics_url)).text
-        families = list(text_string_to_metric_families(text))
+        return by_label(text, "vllm:mooncake_store_operation_total", "operation")
     except (httpx.HTTPError, ValueError):
         return {}
-    out: dict[str, float] = {}
-    for family in families:
-        for sample in family.samples:
-            if sample.name == "vllm:mooncake_store_operation_total":
-                op = sample.labels.get("operation", "")
-                out[op] = out.get(op, 0.0) + float(sample.value)
-    return out
 
 
 def _master_sum(metrics: dict[str, float], part: str) -> float:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import httpx
 
 from kvtest.cluster.cluster import Cluster
+from kvtest.cluster.connectors import CONNECTORS
 from kvtest.cluster.render import NodeEndpoint
 from kvtest.expect import ClusterModel, NodeExpectation, Tokenize, load_tokenizer
 from kvtest.metrics.scrape import NodeDelta, Snapshot, delta, scrape_all
@@ -135,7 +136,9 @@ class ExperimentSession:
 
     @property
     def uses_store(self) -> bool:
-        return any(n.connector == "MooncakeStoreConnector" for n in self.cluster.nodes)
+        # a node of a cluster kvtest did not start may name a connector kvtest does not know
+        kinds = [CONNECTORS.get(n.connector or "") for n in self.cluster.nodes]
+        return any(kv is not None and kv.uses_store for kv in kinds)
 
     @property
     def is_fake(self) -> bool:

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
+from kvtest.metrics.exposition import sums as sample_sums
 from kvtest.report import table
 
 # counter -> the sample names it may appear under, newest first
@@ -79,12 +79,7 @@ class Snapshot:
 
 def parse(text: str, node: str = "", *, model: str | None = None) -> Snapshot:
     """Snapshot from exposition text; `model` keeps only samples whose model_name label equals it."""
-    sums: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if model is not None and sample.labels.get("model_name", model) != model:
-                continue
-            sums[sample.name] = sums.get(sample.name, 0.0) + float(sample.value)
+    sums = sample_sums(text, model=model)
     snap = Snapshot(node=node, taken_at=time.time())
     for key, names in COUNTERS.items():
         for name in names:

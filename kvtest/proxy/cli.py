@@ -12,8 +12,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from kvtest.proxy.config import FLOWS, STRATEGIES, ProxyConfig
+from kvtest.proxy.config import ProxyConfig
+from kvtest.proxy.flows import FLOWS
 from kvtest.proxy.server import PDProxy
+from kvtest.proxy.strategies import STRATEGIES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed on start)")
     p.add_argument("--prefill", nargs="+", required=True, metavar="URL", help="prefill node URLs")
     p.add_argument("--decode", nargs="+", required=True, metavar="URL", help="decode node URLs")
-    p.add_argument("--strategy", choices=STRATEGIES, default="round_robin")
-    p.add_argument("--flow", choices=FLOWS, default="store")
+    p.add_argument("--strategy", choices=list(STRATEGIES), default="round_robin")
+    p.add_argument("--flow", choices=list(FLOWS), default="store")
     p.add_argument("--connect-timeout", type=float, default=5.0, metavar="S")
     p.add_argument(
         "--read-timeout",

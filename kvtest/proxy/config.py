@@ -9,9 +9,6 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from kvtest.proxy.kv_aware import KVAwareSettings
 
-STRATEGIES = ("designate", "round_robin", "random", "prefix", "kv_aware")
-FLOWS = ("store", "nixl", "mooncake")
-
 # vLLM's MooncakeConnector bootstrap server port (env VLLM_MOONCAKE_BOOTSTRAP_PORT, default 8998;
 # docs/features/mooncake_connector_usage.md).
 DEFAULT_BOOTSTRAP_PORT = 8998
@@ -61,6 +58,10 @@ class ProxyConfig:
     def __post_init__(self) -> None:
         if not self.prefill or not self.decode:
             raise ValueError("the proxy needs at least one --prefill and one --decode URL")
+        # imported here: the registries' modules import this one for Node
+        from kvtest.proxy.flows import FLOWS
+        from kvtest.proxy.strategies import STRATEGIES
+
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r} (choose from {', '.join(STRATEGIES)})")
         if self.flow not in FLOWS:

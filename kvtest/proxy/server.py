@@ -24,10 +24,12 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from kvtest.proxy import flows, sse
+from kvtest.proxy import sse
 from kvtest.proxy.config import Node, ProxyConfig
 from kvtest.proxy.designation import parse_designation
 from kvtest.proxy.errors import ProxyError, backend_message, error_body, leg_http_error
+from kvtest.proxy.flows import FLOWS
+from kvtest.proxy.flows.mooncake import parse_bootstrap_query
 from kvtest.proxy.metrics import ProxyMetrics
 from kvtest.proxy.routing import Router
 from kvtest.service import AsyncService
@@ -43,12 +45,12 @@ class PDProxy(AsyncService):
     def __init__(self, config: ProxyConfig):
         self.config = config
         self.router = Router(config)
+        self.flow = FLOWS[config.flow]()
         self.metrics = ProxyMetrics()
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._port = config.port
         self._bootstrap: dict[str, dict[int, str]] = {}
-        self._bootstrap_rr: dict[str, int] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._started = 0.0
         key = os.environ.get("OPENAI_API_KEY")
@@ -136,10 +138,7 @@ class PDProxy(AsyncService):
             headers = self._leg_headers(request, req_id)
             # as vLLM reads it (pydantic's lax bool): "true", 1, "on"... stream too, and D answers SSE
             stream = _lax_true(body.get("stream"))
-            if self.config.flow == "mooncake":
-                resp = await self._mooncake(request, endpoint, body, prefill, decode, headers, stream)
-            else:
-                resp = await self._sequential(request, endpoint, body, prefill, decode, headers, stream)
+            resp = await self.flow.forward(self, request, endpoint, body, prefill, decode, headers, stream)
             status = resp.status
             return resp
         except ProxyError as exc:
@@ -185,81 +184,12 @@ class PDProxy(AsyncService):
             headers["Authorization"] = auth
         return headers
 
-    # -- flows ---------------------------------------------------------------------------------------
-    async def _sequential(
-        self,
-        request: web.Request,
-        endpoint: str,
-        body: dict[str, Any],
-        prefill: Node,
-        decode: Node,
-        headers: dict[str, str],
-        stream: bool,
-    ) -> web.StreamResponse:
-        nixl = self.config.flow == "nixl"
-        prefill_body = flows.nixl_prefill_body(body) if nixl else flows.store_prefill_body(body)
-        answer = await self._prefill_leg(prefill, endpoint, prefill_body, headers)
-        decode_body = flows.store_decode_body(body)
-        if nixl:
-            with_params = flows.nixl_decode_body(body, answer)
-            if with_params is None:
-                reason = flows.prefill_finish_reason(answer)
-                self.metrics.kv_params_missing.labels(prefill.url, reason or "none").inc()
-                if reason == "length":
-                    # vLLM attaches kv_transfer_params whenever P finished by length; their absence means P
-                    # is not a NIXL producer, and D would silently recompute the whole prompt.
-                    raise ProxyError(
-                        502,
-                        f"prefill node {prefill.url} finished by length but returned no kv_transfer_params "
-                        "(is it running with --kv-transfer-config NixlConnector?)",
-                        leg="prefill",
-                    )
-                # Finished by stop: nothing to transfer; D recomputes, as vLLM does (counted, not silent).
-            else:
-                decode_body = with_params
-        return await self._decode_leg(request, decode, endpoint, decode_body, headers, stream)
+    # -- what a flow is given (flows/base.py Legs) -----------------------------------------------------
+    def keep_in_background(self, task: asyncio.Task[Any]) -> None:
+        self._background.add(task)
+        task.add_done_callback(_forget(self._background))
 
-    async def _mooncake(
-        self,
-        request: web.Request,
-        endpoint: str,
-        body: dict[str, Any],
-        prefill: Node,
-        decode: Node,
-        headers: dict[str, str],
-        stream: bool,
-    ) -> web.StreamResponse:
-        engines = await self._bootstrap_engines(prefill)
-        ranks = sorted(engines)
-        turn = self._bootstrap_rr.get(prefill.url, 0)
-        self._bootstrap_rr[prefill.url] = turn + 1
-        rank = ranks[turn % len(ranks)]
-        transfer_id = flows.new_transfer_id()
-        prefill_body = flows.mooncake_prefill_body(body, transfer_id)
-        decode_body = flows.mooncake_decode_body(
-            body, prefill.bootstrap_url, engines[rank], transfer_id, rank
-        )
-        prefill_headers = {**headers, "X-data-parallel-rank": str(rank)}
-        prefill_task = asyncio.ensure_future(
-            self._prefill_leg(prefill, endpoint, prefill_body, prefill_headers)
-        )
-        try:
-            resp = await self._decode_leg(
-                request, decode, endpoint, decode_body, headers, stream, prefill_task
-            )
-        except BaseException:
-            prefill_task.cancel()  # decode failed or the client left: P must not hold its blocks for nobody
-            await asyncio.gather(prefill_task, return_exceptions=True)
-            raise
-        if not prefill_task.done():
-            # The client has its answer; let P's leg finish in the background (its outcome is in /metrics).
-            self._background.add(prefill_task)
-            prefill_task.add_done_callback(_forget(self._background))
-        else:
-            prefill_task.exception()  # retrieve it, so asyncio does not warn
-        return resp
-
-    async def _bootstrap_engines(self, node: Node) -> dict[int, str]:
+    async def bootstrap_engines(self, node: Node) -> dict[int, str]:
         cached = self._bootstrap.get(node.url)
         if cached is not None:
             return cached
@@ -286,7 +216,7 @@ class PDProxy(AsyncService):
             self.metrics.leg_errors.labels("prefill", node.url, "bootstrap").inc()
             _, error = _transport_error("prefill bootstrap", url, exc)
             raise error from None
-        engines = flows.parse_bootstrap_query(data)
+        engines = parse_bootstrap_query(data)
         self._bootstrap[node.url] = engines
         return engines
 
@@ -299,7 +229,7 @@ class PDProxy(AsyncService):
         self.router.in_flight[node.url] -= 1
         self.metrics.leg_done(leg, node.url, outcome, time.perf_counter() - start)
 
-    async def _prefill_leg(
+    async def prefill_leg(
         self, node: Node, endpoint: str, body: dict[str, Any], headers: dict[str, str]
     ) -> dict[str, Any]:
         url = node.url + endpoint
@@ -336,7 +266,7 @@ class PDProxy(AsyncService):
         finally:
             self._leave("prefill", node, outcome, start)
 
-    async def _decode_leg(
+    async def decode_leg(
         self,
         request: web.Request,
         node: Node,

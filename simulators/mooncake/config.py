@@ -11,17 +11,33 @@ import re
 from pathlib import Path
 from typing import Any
 
-_UNITS = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40}
+# Mooncake's own reading of a size string (mooncake-store/include/utils.h, string_to_byte_size):
+# a decimal number, optional blanks, then a unit out of B, K/KB, M/MB, G/GB, T/TB in any case, all
+# powers of 1024; no unit means bytes; "infinite" is the largest uint64. "MiB" and other units are
+# refused: Mooncake returns 0 for them (an empty segment, silently); this parser raises instead.
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
+          "G": 1 << 30, "GB": 1 << 30, "T": 1 << 40, "TB": 1 << 40}  # fmt: skip
+_SIZE = re.compile(r"((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)")
+INFINITE = (1 << 64) - 1
 
 
 def parse_size(value: int | str) -> int:
-    """3355443200, "3355443200", "512MB", "3.2GB" -> bytes."""
-    if isinstance(value, int):
-        return value
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([kmgt]?i?b?)\s*", str(value).lower())
-    if not m:
+    """A mooncake.json / mooncake_master size in bytes: 3355443200, "3355443200", "512MB", "512 mb",
+    "3.2GB", "64K", "infinite". Raises ValueError for anything Mooncake would not read."""
+    if isinstance(value, bool):
         raise ValueError(f"not a size: {value!r}")
-    unit = m.group(2).replace("i", "")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"not a size: {value!r} (negative)")
+        return value
+    text = str(value).strip()
+    if text == "infinite":
+        return INFINITE
+    m = _SIZE.fullmatch(text)
+    unit = m.group(2).upper() if m else None
+    if m is None or unit not in _UNITS:
+        units = ", ".join(u for u in _UNITS if u)
+        raise ValueError(f"not a size: {value!r} (a number of bytes, optionally with a unit: {units})")
     return int(float(m.group(1)) * _UNITS[unit])
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kvtest.service import AsyncService
+from simulators.service import AsyncService
 
 from . import metrics
 from .errors import ErrorCode, MasterError

@@ -72,8 +72,9 @@ class SimConfig:
     # a request body still incomplete after this long is answered 408 (uvicorn would wait for ever)
     sim_body_timeout_s: float = 60.0
     # KV connectors (simulators/vllm/connectors/)
-    # Mooncake client of MooncakeStoreConnector (kvtest.store): mock | real | auto (the mock client when
-    # the master answers the mock protocol); auto lets a cluster file swap only the master's impl
+    # Mooncake client of MooncakeStoreConnector (simulators/mooncake/store_client.py): mock | real |
+    # auto (the mock client when the master answers the mock protocol); auto lets a cluster file swap
+    # only the master's impl
     sim_store: str = "auto"
     # V1 store puts: 0 = done before the prefill's first token; > 0 = land this long after the prefill,
     # in the background (a decode that looks up sooner misses them)

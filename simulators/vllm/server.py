@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kvtest.service import AsyncService
+from simulators.service import AsyncService
 from simulators.vllm.config import SimConfig
 from simulators.vllm.connectors import ConnectorBase, GenerationError, build_connector
 from simulators.vllm.engine import Engine

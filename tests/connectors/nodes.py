@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from kvtest.metrics.exposition import total
 from simulators.vllm import FakeVLLMServer, SimConfig
 
 MODEL = "fixtures/models/tiny-llama"
@@ -23,11 +24,7 @@ def node(
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return total(text, name, **labels)
 
 
 async def complete(

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kvtest.metrics.exposition import total
 from kvtest.services.mooncake_master import MooncakeMaster
 from kvtest.store import MooncakeConfig, open_store
 from simulators.vllm.connectors.store import v0_key_prefix
@@ -26,11 +27,7 @@ def env(path: Path, seed: str | None = "0", **extra: str) -> dict[str, str]:
 
 
 def metric_plain(text: str, name: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.split("{")[0].split(" ")[0] == name
-    )
+    return total(text, name)
 
 
 def master_keys(path: Path, keys: list[str]) -> list[int]:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from kvtest.metrics.exposition import total
 from kvtest.proxy import PDProxy, ProxyConfig
 from kvtest.services.mooncake_master import MooncakeMaster
 from simulators.vllm import FakeVLLMServer, SimConfig
@@ -22,11 +23,7 @@ PROMPT = "Shared context: the quick brown fox jumps over the lazy dog. " * 3
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return total(text, name, **labels)
 
 
 def node_cfg(connector: str, role: str, env: dict[str, str], **kw: Any) -> SimConfig:

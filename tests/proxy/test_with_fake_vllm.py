@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from kvtest.metrics.exposition import total
 from kvtest.proxy import PDProxy, ProxyConfig
 from simulators.vllm import FakeVLLMServer, fake_vllm_nodes
 
@@ -22,11 +23,7 @@ async def nodes() -> AsyncIterator[list[FakeVLLMServer]]:
 
 
 def _counter(metrics: str, name: str) -> float:
-    total = 0.0
-    for line in metrics.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return total(metrics, name)
 
 
 async def test_decode_answers_exactly_what_one_node_would(

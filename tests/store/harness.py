@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 import msgpack
 
+from kvtest.metrics.exposition import sums
 from kvtest.services import MooncakeMaster, mooncake_master_binary
 from kvtest.store import real_store_available, store_class
 
@@ -128,8 +128,7 @@ class StoreCluster:
 
 
 def metrics(master: MooncakeMaster) -> dict[str, float]:
-    text = httpx.get(master.url_for("metrics"), timeout=5).text
-    return {m[0]: float(m[1]) for m in re.findall(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$", text, re.M)}
+    return sums(httpx.get(master.url_for("metrics"), timeout=5).text)
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:

@@ -4,13 +4,13 @@ cannot be made; KVTEST_REQUIRE=netns turns that skip into a failure."""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from kvtest.metrics.exposition import sums
 from kvtest.netns import NetnsHost, NetnsNetwork, require_netns
 from kvtest.services import MooncakeMaster
 
@@ -29,9 +29,9 @@ def net() -> Iterator[NetnsNetwork]:
 def metric(host: NetnsHost, master: MooncakeMaster, name: str) -> float:
     status, text = host.http_get(master.url_for("metrics"))
     assert status == 200
-    m = re.search(rf"^{name} (\S+)$", text, re.M)
-    assert m, f"{name} not in /metrics"
-    return float(m.group(1))
+    values = sums(text)
+    assert name in values, f"{name} not in /metrics"
+    return values[name]
 
 
 def test_put_on_one_host_get_on_another_and_dedup(impl: str, net: NetnsNetwork, tmp_path: Path) -> None:

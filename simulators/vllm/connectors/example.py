@@ -17,11 +17,14 @@ import hashlib
 import os
 import struct
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulators.vllm.connectors.base import ConnectorBase, KVLoadError, TransferConfig
 from simulators.vllm.connectors.kv_size import KVShape
 from simulators.vllm.request import SimRequest
+
+if TYPE_CHECKING:
+    from simulators.vllm.config import SimConfig
 
 
 def align_to_block_size(num_tokens: int, block_size: int) -> int:
@@ -84,3 +87,7 @@ class ExampleConnector(ConnectorBase):
 
     def state(self) -> dict[str, Any]:
         return {"shared_storage_path": str(self.path)}
+
+
+def build(cfg: SimConfig, tc: TransferConfig, env: dict[str, str], **kw: Any) -> ConnectorBase:
+    return ExampleConnector(tc, env=env, block_size=cfg.block_size, model=cfg.model, **kw)

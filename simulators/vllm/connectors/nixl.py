@@ -10,13 +10,16 @@ HTTP POST to the prefill's side channel (remote_host:remote_port, VLLM_NIXL_SIDE
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from simulators.vllm.connectors.base import KVLoadError
+from simulators.vllm.connectors.base import ConnectorBase, KVLoadError, TransferConfig
 from simulators.vllm.connectors.p2p import P2PConnector
 from simulators.vllm.request import SimRequest
+
+if TYPE_CHECKING:
+    from simulators.vllm.config import SimConfig
 
 
 class NixlConnector(P2PConnector):
@@ -89,3 +92,7 @@ class NixlConnector(P2PConnector):
         self.sent += 1
         self._release(rid)
         return web.json_response({"ok": True})
+
+
+def build(cfg: SimConfig, tc: TransferConfig, env: dict[str, str], **kw: Any) -> ConnectorBase:
+    return NixlConnector(tc, env=env, host=cfg.host, block_size=cfg.block_size, model=cfg.model, **kw)

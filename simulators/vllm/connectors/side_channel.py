@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from kvtest.service import AsyncService
+from simulators.service import AsyncService
 
 
 class SideChannel(AsyncService):

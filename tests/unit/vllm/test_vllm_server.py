@@ -13,6 +13,7 @@ import httpx
 import pytest
 from tokenizers import Tokenizer
 
+from kvtest.metrics.exposition import samples, total
 from simulators.vllm import FakeVLLMServer, SimConfig, fake_vllm_nodes
 
 TINY = Path(__file__).resolve().parents[3] / "fixtures" / "models" / "tiny-llama"
@@ -27,10 +28,9 @@ async def serve(**kw: Any) -> AsyncIterator[tuple[FakeVLLMServer, httpx.AsyncCli
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    raise KeyError(name)
+    if not any(s.name == name for s in samples(text)):
+        raise KeyError(name)
+    return total(text, name, **labels)
 
 
 def sse(text: str) -> list[Any]:
