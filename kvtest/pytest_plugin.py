@@ -4,7 +4,8 @@ Options: `--cluster FILE` (default: the simulator cluster). Markers: real, gpu, 
 The cluster/proxy/nodes/store/metrics fixtures live here so any project can use them.
 
 Fixtures (session-scoped cluster, per xdist worker):
-- `cluster_spec`: the parsed --cluster file (a bare name like `sim` means fixtures/clusters/sim.yaml).
+- `cluster_spec`: the parsed --cluster file (a bare name like `sim` means fixtures/clusters/sim.yaml,
+  or the copy shipped with kvtest when there is none).
 - `cluster`: the running kvtest.cluster.Cluster, started once per session (or per xdist worker,
   each on its own free ports) and always stopped; with KVTEST_CLUSTER_STATE=runs/.../state.json
   it attaches to a cluster `kvtest cluster up` already started and leaves it running; with
@@ -83,25 +84,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 # --- cluster fixtures ---------------------------------------------------------------------------------
-def resolve_cluster_file(value: str | None, rootdir: Path) -> Path:
-    """`--cluster` value -> a file: a path as given, else fixtures/clusters/<name>.yaml under rootdir."""
-    value = value or "sim"
-    path = Path(value)
-    if path.exists():
-        return path
-    for candidate in (rootdir / value, rootdir / "fixtures" / "clusters" / f"{value}.yaml"):
-        if candidate.exists():
-            return candidate
-    return path
-
-
 @pytest.fixture(scope="session")
 def cluster_spec(request: pytest.FixtureRequest) -> Any:
     from kvtest.cluster.schema import load_cluster
+    from kvtest.cluster.shipped import resolve_cluster_file, shipped_names
 
     path = resolve_cluster_file(request.config.getoption("--cluster"), request.config.rootpath)
     if not path.exists():
-        pytest.skip(f"no cluster file: {path} does not exist (pass --cluster FILE)")
+        pytest.skip(
+            f"no cluster file: {path} does not exist (pass --cluster FILE, or one of the shipped names: "
+            f"{', '.join(shipped_names())})"
+        )
     return load_cluster(path)
 
 
@@ -218,6 +211,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     spec = None
     if option:
         from kvtest.cluster.schema import ClusterFileError, load_cluster
+        from kvtest.cluster.shipped import resolve_cluster_file
 
         path = resolve_cluster_file(option, item.config.rootpath)
         try:

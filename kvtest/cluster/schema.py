@@ -442,4 +442,23 @@ def load_cluster(path: str | Path) -> ClusterSpec:
         raise ClusterFileError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ClusterFileError(f"{path}: a cluster file is a mapping (name, hosts, nodes, ...)")
-    return parse_cluster(data, str(path))
+    return _find_local_models(parse_cluster(data, str(path)), path)
+
+
+def _find_local_models(spec: ClusterSpec, path: Path) -> ClusterSpec:
+    """A node on this machine (a local host without a workdir) whose relative `model` directory is not
+    there from the current directory gets the one found from the cluster file's directory upwards.
+
+    The shipped cluster files name fixtures/models/tiny-llama, which exists from a checkout's root;
+    installed from a wheel, the files sit in kvtest/fixtures/, and that lookup finds the model beside
+    their clusters/ directory, so `--cluster sim` works from any directory."""
+    nodes = []
+    for node in spec.nodes:
+        host = spec.host(node.host)
+        model = Path(node.model)
+        if host.reach == "local" and host.workdir is None and not model.is_absolute() and not model.exists():
+            found = next((d / model for d in path.resolve().parents if (d / model).is_dir()), None)
+            if found is not None:
+                node = node.model_copy(update={"model": str(found)})
+        nodes.append(node)
+    return spec.model_copy(update={"nodes": nodes})

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from kvtest.cluster.cluster import Cluster
 from kvtest.cluster.schema import ClusterFileError, ClusterSpec, load_cluster
+from kvtest.cluster.shipped import resolve_cluster_file
 from kvtest.experiments.runner import (
     ORDER,
     Outcome,
@@ -36,16 +37,13 @@ from kvtest.experiments.runner import (
 )
 from kvtest.experiments.session import ExperimentSession
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CLUSTER = "fixtures/clusters/seed.yaml"
+DEFAULT_CLUSTER = "seed"
 
 
 def resolve_cluster(value: str) -> Path:
-    """A path as given, else relative to the repository, else fixtures/clusters/<name>.yaml."""
-    for candidate in (Path(value), REPO / value, REPO / "fixtures" / "clusters" / f"{value}.yaml"):
-        if candidate.is_file():
-            return candidate
-    return Path(value)
+    """A path as given, else fixtures/clusters/<name>.yaml under the current directory, else the
+    copy shipped with kvtest."""
+    return resolve_cluster_file(value)
 
 
 @contextlib.contextmanager
@@ -120,7 +118,7 @@ def _run(args: argparse.Namespace, names: Sequence[str], title: str) -> int:
             print(f"kvtest: {exc}", file=sys.stderr)
             return 2
         name = spec.name
-    run_dir = Path(args.out or REPO / "runs" / f"{stamp}-{title.replace(' ', '-')}-{name}").resolve()
+    run_dir = Path(args.out or Path("runs") / f"{stamp}-{title.replace(' ', '-')}-{name}").resolve()
     meta: dict[str, object] = {
         "title": f"kvtest {title} on {name}",
         "cluster": str(args.cluster_state or resolve_cluster(args.cluster)),
