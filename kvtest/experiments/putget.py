@@ -1,4 +1,4 @@
-"""Experiment 5: put/get across machines (seed.md, "test get() and put()").
+"""Experiment 5: put/get across machines (the seed's test plan, "test get() and put()").
 
 The seed sent one prompt twice, prefilled by producers on two machines, and read "object already exists"
 in the master's log. Here, with a new prompt (its own context number):

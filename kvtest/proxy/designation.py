@@ -1,7 +1,7 @@
 """The seed's node designation in the OpenAI `user` field: "prefill=host:port;decode=host:port".
 
 Either half may be given; the strategy picks the other. The seed's dataset writes exactly this form
-(seed.md, "Test prefix caching": `"user": "prefill=10.0.13.1:8101;decode=10.0.14.1:8200"`).
+(the seed's test plan, "Test prefix caching": `"user": "prefill=10.0.13.1:8101;decode=10.0.14.1:8200"`).
 
 A `user` string with no "=" that does not start with "prefill"/"decode" is an ordinary OpenAI end-user id
 and is not a designation. Anything else must parse completely, or the request is refused with 400.

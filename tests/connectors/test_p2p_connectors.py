@@ -1,5 +1,5 @@
 """NixlConnector and MooncakeConnector between two fake nodes, driven leg by leg as a proxy would
-(notes/vllm.md "P/D flows"); the sources each rule comes from are cited in the connector modules."""
+(kvtest/proxy/flows/); the sources each rule comes from are cited in the connector modules."""
 
 from __future__ import annotations
 

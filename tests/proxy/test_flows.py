@@ -1,4 +1,4 @@
-"""Each P/D flow, field by field, as the backends receive it (shared/notes/vllm.md, "P/D flows")."""
+"""Each P/D flow, field by field, as the backends receive it (kvtest/proxy/flows/: each module cites the vLLM proxy it follows)."""
 
 from __future__ import annotations
 

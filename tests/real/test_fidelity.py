@@ -1,7 +1,7 @@
 """Fidelity: the same P/D scenario (its two legs, prefill then decode once the puts landed) on the
 real cluster (local-cpu.yaml, 1P+1D) and on the simulators (sim.yaml: p0 and d0 of its 2P+2D; same
 model, block size and hash seed); every counter a scenario test judges must agree. A difference here
-is a simulator bug (DESIGN.md: "One suite, fake or real")."""
+is a simulator bug (README.md, "One suite, fake or real")."""
 
 from __future__ import annotations
 

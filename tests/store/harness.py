@@ -20,8 +20,8 @@ from kvtest.store import real_store_available, store_class
 SEG = 64 << 20
 BUF = 16 << 20
 
-# The real transfer engine binds the first non-loopback address unless told (notes/mooncake.md), and
-# a real client's setup() against a dead master retries ~90 s unless this is 1.
+# The real transfer engine binds the first non-loopback address unless MC_TCP_BIND_ADDRESS names one,
+# and a real client's setup() against a dead master retries ~90 s unless this is 1.
 os.environ.setdefault("MC_TCP_BIND_ADDRESS", "127.0.0.1")
 os.environ.setdefault("MC_STORE_CLIENT_SETUP_RETRIES", "1")
 

@@ -1,10 +1,8 @@
-# Copied from /work/shared/anchors/seed_proxy.py (itself the seed's proxy_server.py from seed.md,
-# "Disaggregated Serving with Mooncake-transfer-engine", made runnable with addresses from the environment).
-# It is the anchor of ci/bench/bench_proxy.py: behaviour deliberately unchanged, bugs included (an error
-# returns 200 with no body; a new ClientSession per leg). Kept here so the project does not depend on
-# shared/. Needs quart and aiohttp (the dev extra).
+# The anchor of ci/bench/bench_proxy.py: behaviour deliberately unchanged, bugs included (an error
+# returns 200 with no body; a new ClientSession per leg). Needs quart and aiohttp (the dev extra).
 # ruff: noqa
-"""The seed's proxy_server.py (seed.md, "Disaggregated Serving with Mooncake-transfer-engine"), unchanged in
+"""The seed's proxy_server.py (Mooncake's vLLM V0 disaggregated serving demo,
+https://kvcache-ai.github.io/Mooncake/getting_started/examples/vllm-integration/vllm-integration-v0.2.html), unchanged in
 behaviour, with its hard-coded addresses read from the environment so it can run beside kvtest's proxy as the
 baseline of a side-by-side benchmark. Needs quart and aiohttp.
 
