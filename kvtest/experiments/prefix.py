@@ -1,4 +1,5 @@
-"""Experiments 1-4: the seed's prefix-caching tests (the seed's test plan, "Test prefix caching"), each with a verdict.
+"""Experiments 1-4: the prefix-caching tests of the seed's test plan ("Test prefix caching"), each with
+a verdict.
 
 - designate: 20 requests to one prefill (and decode) node, sent twice. Seed: that node ~50%, the
   others received no requests.

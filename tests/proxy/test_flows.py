@@ -1,4 +1,5 @@
-"""Each P/D flow, field by field, as the backends receive it (kvtest/proxy/flows/: each module cites the vLLM proxy it follows)."""
+"""Each P/D flow, field by field, as the backends receive it (kvtest/proxy/flows/: each module cites
+the vLLM proxy it follows)."""
 
 from __future__ import annotations
 
