@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-USER_TEST = '''
+USER_TEST = """
 import httpx
 import kvtest
 
@@ -24,7 +24,7 @@ def test_the_default_cluster_answers(cluster):
     resp = httpx.post(cluster.proxy_url + "/v1/completions", json=body, timeout=120)
     assert resp.status_code == 200, resp.text
     assert resp.json()["usage"]["completion_tokens"] == 4
-'''
+"""
 
 
 def test_a_user_repository_gets_the_shipped_sim_cluster(tmp_path: Path) -> None:
