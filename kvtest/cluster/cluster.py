@@ -110,12 +110,12 @@ class Cluster:
         """
         if not self.mooncake_config or not self.master_address:
             raise RuntimeError(f"cluster {self.name!r} has no mooncake_master")
-        cfg = dict(self.mooncake_config)
+        cfg = self.mooncake_config | {"global_segment_size": global_segment_size}
         if local_hostname:
             cfg["local_hostname"] = local_hostname
         if self.master_impl == "real":
-            return open_store("real", global_segment_size=global_segment_size, **cfg)
-        return open_store("mock", global_segment_size=global_segment_size, **cfg)
+            return open_store("real", **cfg)
+        return open_store("mock", **cfg)
 
     def master_keys(self) -> list[str]:
         """Keys the master holds now (its admin endpoint /get_all_keys)."""

@@ -5,6 +5,7 @@ package, so the test starts a cluster and passes instead of skipping "no cluster
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -28,9 +29,17 @@ def test_the_default_cluster_answers(cluster):
 
 
 def test_a_user_repository_gets_the_shipped_sim_cluster(tmp_path: Path) -> None:
+    # built from a copy of what a wheel is made of, so no build/ is left in (or reused from) the checkout
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("kvtest", "simulators", "fixtures"):
+        shutil.copytree(ROOT / name, src / name, symlinks=True, ignore=skip)
     wheels = tmp_path / "wheels"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)],
         capture_output=True,
         text=True,
         timeout=600,
