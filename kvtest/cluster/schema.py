@@ -23,6 +23,7 @@ from kvtest.cluster.connectors import CONNECTORS
 from kvtest.cluster.launchers import REACHES
 from kvtest.proxy.flows import FLOWS
 from kvtest.proxy.strategies import STRATEGIES
+from simulators.mooncake.config import parse_size
 
 Role = Literal["prefill", "decode", "both"]
 KVRole = Literal["kv_producer", "kv_consumer", "kv_both"]
@@ -133,6 +134,12 @@ class MooncakeConfig(_Model):
     global_segment_size: str = "256MB"
     local_buffer_size: str = "64MB"
     http_metadata_port: int | None = None
+
+    @field_validator("global_segment_size", "local_buffer_size")
+    @classmethod
+    def _mooncake_size(cls, value: str) -> str:
+        parse_size(value)  # Mooncake would read a size it cannot parse as 0: say so here instead
+        return value
 
 
 class Node(_Model):

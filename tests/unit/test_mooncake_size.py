@@ -45,3 +45,16 @@ def test_kvtest_and_the_simulators_share_the_parser_and_mooncake_json_uses_it() 
     assert (cfg.global_segment_size, cfg.local_buffer_size) == (256 << 20, 64 << 20)
     with pytest.raises(ValueError, match="512MiB"):
         MooncakeConfig.from_dict({"global_segment_size": "512MiB"})
+
+
+def test_a_cluster_file_with_a_size_mooncake_cannot_read_is_refused_at_load() -> None:
+    from kvtest.cluster.schema import ClusterFileError, parse_cluster
+
+    data = {
+        "name": "t",
+        "hosts": [{"name": "h"}],
+        "mooncake": {"global_segment_size": "512MiB"},
+        "nodes": [{"name": "p0", "host": "h", "role": "prefill", "model": "m"}],
+    }
+    with pytest.raises(ClusterFileError, match=r"c.yaml: mooncake.global_segment_size: not a size: '512MiB'"):
+        parse_cluster(data, "c.yaml")
