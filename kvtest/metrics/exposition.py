@@ -1,6 +1,8 @@
 """Prometheus exposition text -> numbers: the one parser kvtest and its tests read /metrics with
 (prometheus_client's text_string_to_metric_families, so HELP/TYPE lines, escaped label values,
-histograms and `_created` samples are read as Prometheus reads them).
+histograms and `_created` samples are read as Prometheus reads them). Samples keep the names the
+text gives them: prometheus_client renames a counter declared without `_total` (mooncake_master's
+master_evicted_key_count) to NAME_total, which this module undoes.
 
     sums(text)["vllm:prompt_tokens_total"]            # summed over every label set
     total(text, "vllm:kv_load_total", status="ok")    # only samples whose labels include these
@@ -9,6 +11,7 @@ histograms and `_created` samples are read as Prometheus reads them).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,10 +20,18 @@ from prometheus_client.samples import Sample
 __all__ = ["by_label", "samples", "sums", "total"]
 
 
+_COUNTER = re.compile(r"^#\s*TYPE\s+(\S+)\s+counter\s*$", re.MULTILINE)
+
+
 def samples(text: str) -> Iterator[Sample]:
     """Every sample in the text; raises ValueError on text that is not Prometheus exposition."""
+    bare_counters = {name for name in _COUNTER.findall(text) if not name.endswith("_total")}
     for family in text_string_to_metric_families(text):
-        yield from family.samples
+        renamed = family.type == "counter" and family.name in bare_counters
+        for sample in family.samples:
+            if renamed and sample.name == family.name + "_total":
+                sample = sample._replace(name=family.name)
+            yield sample
 
 
 def sums(text: str, *, model: str | None = None) -> dict[str, float]:

@@ -18,6 +18,9 @@ vllm:prompt_tokens_total{model_name="m",engine="0"} 40
 vllm:prompt_tokens_total{model_name="m",engine="1"} 2
 # TYPE master_key_count gauge
 master_key_count 7
+# HELP master_evicted_key_count a counter without _total, as mooncake_master names it
+# TYPE master_evicted_key_count counter
+master_evicted_key_count 4
 # TYPE req_seconds histogram
 req_seconds_bucket{le="1.0",path="a \\"quoted\\" b"} 1
 req_seconds_bucket{le="+Inf",path="a \\"quoted\\" b"} 2
@@ -32,6 +35,8 @@ def test_sums_over_label_sets_and_by_model() -> None:
     assert sums(TEXT, model="m")["vllm:mooncake_store_operation_total"] == 8
     assert sums(TEXT, model="m")["master_key_count"] == 7  # no model_name label: kept
     assert sums(TEXT)["req_seconds_count"] == 2
+    assert sums(TEXT)["master_evicted_key_count"] == 4  # the name the text gives it, no _total added
+    assert "master_evicted_key_count_total" not in sums(TEXT)
 
 
 def test_total_filters_on_labels_escaped_values_included() -> None:
