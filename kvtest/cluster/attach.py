@@ -26,12 +26,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
 from kvtest import interrupts
 from kvtest.cluster.cluster import Cluster
 from kvtest.cluster.render import NodeEndpoint
 from kvtest.cluster.schema import AttachedNode, ClusterSpec
+from kvtest.metrics.exposition import samples
 from kvtest.ports import free_port
 from kvtest.process import ManagedProcess, http_ok
 
@@ -65,11 +65,9 @@ def _served_model(node: AttachedNode, timeout: float) -> str:
 
 def _block_size(metrics_text: str) -> int | None:
     """vllm:cache_config_info carries the cache config as labels (block_size="16")."""
-    for family in text_string_to_metric_families(metrics_text):
-        if family.name == "vllm:cache_config_info":
-            for sample in family.samples:
-                if "block_size" in sample.labels:
-                    return int(sample.labels["block_size"])
+    for sample in samples(metrics_text):
+        if sample.name == "vllm:cache_config_info" and "block_size" in sample.labels:
+            return int(sample.labels["block_size"])
     return None
 
 
