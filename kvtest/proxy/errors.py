@@ -7,9 +7,10 @@ HTTP status so a client that only reads the body still knows what happened.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
 # OpenAI's error "type" strings for the statuses the proxy produces itself.
 _TYPES = {
@@ -48,6 +49,10 @@ class ProxyError(Exception):
         return error_body(self.status, self.message, self.type)
 
     def response(self, headers: dict[str, str] | None = None) -> web.Response:
+        # imported here: the cluster schema reads the flow registry, whose modules raise ProxyError,
+        # and loading a cluster file should not load an HTTP server
+        from aiohttp import web
+
         return web.Response(
             status=self.status,
             body=json.dumps(self.body()).encode(),
