@@ -23,6 +23,7 @@ import httpx
 from aiohttp import web
 
 from kvtest.conformance.flows import Flow
+from kvtest.metrics.exposition import sums
 from kvtest.services.mooncake_master import MooncakeMaster
 from simulators.vllm import FakeVLLMServer, SimConfig
 
@@ -153,11 +154,10 @@ class Backends:
         """Objects the Mooncake master holds (its master_key_count gauge); 0 without a master."""
         if self.master is None:
             return 0
-        text = (await client.get(self.master.url_for("metrics"))).text
-        for line in text.splitlines():
-            if line.startswith("master_key_count "):
-                return int(float(line.rsplit(" ", 1)[1]))
-        raise AssertionError("the master's /metrics has no master_key_count")
+        values = sums((await client.get(self.master.url_for("metrics"))).text)
+        if "master_key_count" not in values:
+            raise AssertionError("the master's /metrics has no master_key_count")
+        return int(values["master_key_count"])
 
 
 def _cfg(flow: Flow, role: str, env: dict[str, str], **kw: Any) -> SimConfig:

@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from kvtest.metrics.exposition import total
+
 
 def sse_events(text: str) -> list[str]:
     """The data payloads of an SSE body; AssertionError when it is not `data: ...` events ending in [DONE]."""
@@ -50,11 +52,7 @@ def json_body(r: httpx.Response) -> Any:
 
 def counter(metrics: str, name: str) -> float:
     """Sum of a counter over all its label sets."""
-    total = 0.0
-    for line in metrics.splitlines():
-        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return total(metrics, name)
 
 
 def short(r: httpx.Response) -> str:
