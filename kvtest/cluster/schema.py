@@ -453,8 +453,9 @@ def load_cluster(path: str | Path) -> ClusterSpec:
 
 
 def _find_local_models(spec: ClusterSpec, path: Path) -> ClusterSpec:
-    """A node on this machine (a local host without a workdir) whose relative `model` directory is not
-    there from the current directory gets the one found from the cluster file's directory upwards.
+    """A node on this machine (a local or inprocess host without a workdir) whose relative `model`
+    directory is not there from the current directory gets the one found from the cluster file's
+    directory upwards.
 
     The shipped cluster files name fixtures/models/tiny-llama, which exists from a checkout's root;
     installed from a wheel, the files sit in kvtest/fixtures/, and that lookup finds the model beside
@@ -463,7 +464,8 @@ def _find_local_models(spec: ClusterSpec, path: Path) -> ClusterSpec:
     for node in spec.nodes:
         host = spec.host(node.host)
         model = Path(node.model)
-        if host.reach == "local" and host.workdir is None and not model.is_absolute() and not model.exists():
+        on_this_machine = host.reach in ("local", "inprocess") and host.workdir is None
+        if on_this_machine and not model.is_absolute() and not model.exists():
             found = next((d / model for d in path.resolve().parents if (d / model).is_dir()), None)
             if found is not None:
                 node = node.model_copy(update={"model": str(found)})
