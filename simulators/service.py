@@ -9,7 +9,7 @@ stops what a failed start left behind.
     async with FakeThing() as thing:
         ...
 
-It lives in simulators/ because the simulators need it and must not import kvtest (kvtest builds on
+It lives in simulators/ because the simulators need it and depend on nothing in kvtest (kvtest builds on
 the simulators, never the other way round); kvtest.service re-exports it.
 """
 
