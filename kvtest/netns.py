@@ -16,9 +16,19 @@ Where the bridge lives, and why: in the ROOT namespace, with that .254 address. 
 reach every host's services directly, as a driver on a separate machine would; a bridge in a
 namespace of its own would cut the driver off and force every HTTP call through `ip netns exec`.
 The price: root-namespace addresses are machine-wide, so two networks at once need different
-subnets. A cluster file gives its own; `NetnsNetwork(n)` takes a /24 of 198.18.0.0/15 that no
-interface of this machine uses yet. Addresses stay inside 198.18.0.0/15 (RFC 2544 benchmarking
-space, never routed).
+subnets, and a subnet some other interface already has is refused at start (two interfaces on one
+/24 would split its routes and lose packets without an error).
+
+Addresses (RFC 2544 benchmarking space, never routed), split so that nothing collides:
+  198.18.0.0/17    `NetnsNetwork(n)`: a free /24 picked at start (tests' throwaway networks)
+  198.18.128.0/17  cluster files' namespace hosts (fixtures/clusters/netns-cpu.yaml: 198.18.128.0/24)
+  198.19.0.0/16    Docker's: ci/install-docker.sh gives dockerd bip 198.19.0.1/24 and its address
+                   pools there, so containers never land on a kvtest subnet (nor on 172.17/16)
+
+Beside a Docker engine: dockerd sets the iptables FORWARD policy to DROP and loads br_netfilter, which
+drops every packet between two namespace hosts on the bridge. The network therefore allows its own
+bridge's traffic for as long as it exists (kvtest.bridge_firewall: rules added at start, removed at
+stop, also when the start failed) and changes nothing else on the host.
 
 Needs root and iproute2: tests call `require_netns()`, which skips with the reason, or fails where
 KVTEST_REQUIRE names "netns".
@@ -35,11 +45,14 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from kvtest.bridge_firewall import BridgeRules
+
 if TYPE_CHECKING:
     from kvtest.cluster.schema import ClusterSpec
 
 _counter = itertools.count()
-POOL = ipaddress.IPv4Network("198.18.0.0/15")
+POOL = ipaddress.IPv4Network("198.18.0.0/16")  # kvtest's own; Docker gets 198.19.0.0/16
+AUTO_POOL = ipaddress.IPv4Network("198.18.0.0/17")  # NetnsNetwork(n); cluster files use the upper half
 
 
 class NetnsError(RuntimeError):
@@ -72,27 +85,33 @@ def require_netns() -> None:
     skip_unless("netns", ok, reason)
 
 
-def _subnets_in_use() -> set[ipaddress.IPv4Network]:
+def _subnets_in_use() -> dict[ipaddress.IPv4Network, str]:
+    """Every IPv4 network some interface here has an address on -> that interface's name."""
     out = _ip("-4", "-o", "addr", "show", check=False).stdout
-    used: set[ipaddress.IPv4Network] = set()
+    used: dict[ipaddress.IPv4Network, str] = {}
     for line in out.splitlines():
         parts = line.split()
         if "inet" in parts:
             iface = ipaddress.IPv4Interface(parts[parts.index("inet") + 1])
-            used.add(ipaddress.IPv4Network(f"{iface.ip}/24", strict=False))
+            used[iface.network] = parts[1]
     return used
 
 
+def _overlapping(net: ipaddress.IPv4Network) -> str | None:
+    """The interface that already has an address in `net`, if any."""
+    return next((name for used, name in _subnets_in_use().items() if used.overlaps(net)), None)
+
+
 def free_subnet(seed: int) -> ipaddress.IPv4Network:
-    """A /24 of 198.18.0.0/15 with no address on any interface here, starting at one that depends on
-    `seed` (the pid), so concurrent xdist workers rarely even try the same one."""
-    candidates = list(POOL.subnets(new_prefix=24))
+    """A /24 of 198.18.0.0/17 that no interface here has an address in, starting at one that depends
+    on `seed` (the pid), so concurrent xdist workers rarely even try the same one."""
+    candidates = list(AUTO_POOL.subnets(new_prefix=24))
     used = _subnets_in_use()
     for k in range(len(candidates)):
         net = candidates[(seed + k) % len(candidates)]
-        if net not in used:
+        if not any(u.overlaps(net) for u in used):
             return net
-    raise NetnsError("no free /24 left in 198.18.0.0/15")
+    raise NetnsError(f"no free /24 left in {AUTO_POOL}")
 
 
 class NetnsHost:
@@ -132,20 +151,34 @@ class NetnsNetwork:
         # interface names have 15 characters at most: kvt<pid%10000>x<n%100>v<i> fits
         tag = f"{os.getpid() % 10000}x{next(_counter) % 100}"
         veth = f"kvt{tag}v"
+        self._auto = isinstance(hosts, int)
         if isinstance(hosts, int):
             if not 1 <= hosts <= 200:
                 raise ValueError("1..200 hosts")
-            net = free_subnet(os.getpid() + 7919 * next(_counter))
-            addrs = list(net.hosts())
-            hosts = {f"kvt{tag}h{i}": str(addrs[i]) for i in range(hosts)}
+            hosts = {f"kvt{tag}h{i}": "" for i in range(hosts)}
         if not hosts:
             raise ValueError("a network needs at least one host")
         self.hosts = [NetnsHost(ns, addr) for ns, addr in hosts.items()]
         self.bridge = bridge or f"kvt{tag}br"
         self._veth = veth if bridge is None else f"{bridge[:9]}v"
         self.prefix_len = prefix_len
-        first = ipaddress.ip_network(f"{self.hosts[0].addr}/{prefix_len}", strict=False)
-        self.gateway = str(first.broadcast_address - 1)
+        self.firewall = BridgeRules(self.bridge)
+        if self._auto:
+            self._place(free_subnet(os.getpid() + 7919 * next(_counter)))
+
+    def _place(self, net: ipaddress.IPv4Network) -> None:
+        """Put the hosts at .1, .2, ... of `net` (networks made with a host count)."""
+        for host, addr in zip(self.hosts, net.hosts(), strict=False):
+            host.addr = str(addr)
+
+    @property
+    def subnet(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"{self.hosts[0].addr}/{self.prefix_len}", strict=False)
+
+    @property
+    def gateway(self) -> str:
+        """The bridge's address in the root namespace, every host's default route."""
+        return str(self.subnet.broadcast_address - 1)
 
     @classmethod
     def for_spec(cls, spec: ClusterSpec, bridge: str = "kvc-br0") -> NetnsNetwork:
@@ -156,8 +189,29 @@ class NetnsNetwork:
         return cls(hosts, bridge=bridge)
 
     def start(self) -> NetnsNetwork:
+        """Make the bridge, its firewall rules and the hosts; on any failure, undo all of it and re-raise."""
         self.stop()  # leftovers of a run that was killed (fixed names from a cluster file)
+        try:
+            self._make()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _make(self) -> None:
+        taken = _overlapping(self.subnet)
+        if taken and self._auto:  # another network took it since __init__ picked it: pick again
+            self._place(free_subnet(os.getpid() + 7919 * next(_counter)))
+            taken = _overlapping(self.subnet)
+        if taken:
+            raise NetnsError(
+                f"subnet {self.subnet} is already on interface {taken}: give this network's hosts "
+                f"addresses of another /24 (kvtest's cluster files use 198.18.128.0/17, Docker 198.19.0.0/16)"
+            )
         _ip("link", "add", self.bridge, "type", "bridge")
+        # before any traffic: a host whose firewall drops forwarded packets (dockerd's FORWARD policy
+        # DROP + br_netfilter) would otherwise drop host-to-host traffic on this bridge
+        self.firewall.allow()
         _ip("addr", "add", f"{self.gateway}/{self.prefix_len}", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
         for i, host in enumerate(self.hosts):
@@ -169,22 +223,18 @@ class NetnsNetwork:
             _ip("-n", host.name, "link", "set", "eth0", "up")
             _ip("-n", host.name, "link", "set", "lo", "up")
             _ip("-n", host.name, "route", "add", "default", "via", self.gateway)
-        return self
 
     def stop(self) -> None:
-        """Delete every namespace (each takes its veth with it) and the bridge; absent ones are fine.
-        Processes started in a namespace must be stopped first."""
+        """Delete every namespace (each takes its veth with it), the bridge and its firewall rules;
+        absent ones are fine. Processes started in a namespace must be stopped first."""
         for host in self.hosts:
             with contextlib.suppress(NetnsError):
                 _ip("netns", "del", host.name, check=False)
         _ip("link", "del", self.bridge, check=False)
+        self.firewall.revoke()
 
     def __enter__(self) -> NetnsNetwork:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -39,8 +39,8 @@ def netns_cluster() -> Iterator[Cluster]:
 
 def test_pd_across_namespaces(netns_cluster: Cluster) -> None:
     assert {n.url.split("//")[1].rsplit(":", 1)[0] for n in netns_cluster.nodes} == {
-        "198.19.1.2",
-        "198.19.1.3",
+        "198.18.128.2",
+        "198.18.128.3",
     }
     prompt = unique_prompt(seed=31)
     run = pd_request(netns_cluster, prompt)
