@@ -4,6 +4,7 @@ networks alive at once get different subnets."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from kvtest.cluster.schema import load_cluster
-from kvtest.netns import NetnsHost, NetnsNetwork, require_netns
+from kvtest.bridge_firewall import BridgeRules, iptables_usable, rules_for
+from kvtest.gating import skip_unless
+from kvtest.netns import NetnsError, NetnsHost, NetnsNetwork, require_netns
 
 pytestmark = pytest.mark.netns
 CLUSTERS = Path(__file__).resolve().parents[2] / "fixtures" / "clusters"
@@ -73,3 +76,50 @@ def test_cluster_file_hosts_keep_their_names_and_addresses() -> None:
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert all(h.name in listed for h in net.hosts)
     assert "kvctest-br" not in _links()
+
+
+def _require_iptables() -> None:
+    ok, reason = iptables_usable()
+    skip_unless("netns", ok, reason)
+
+
+def test_bridge_rules_are_idempotent_and_a_killed_runs_rules_are_swept() -> None:
+    require_netns()
+    _require_iptables()
+    dead, alive = f"kvt{os.getpid() % 10000}dead", f"kvt{os.getpid() % 10000}live"
+    for name in (dead, alive):
+        subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        BridgeRules(dead).allow().allow()  # twice: still one rule per chain
+        assert len(rules_for(dead)) == 3
+        subprocess.run(["ip", "link", "del", dead], check=True)  # a run killed before its teardown
+        BridgeRules(alive).allow()  # the next network start removes what is left of it
+        assert rules_for(dead) == [] and len(rules_for(alive)) == 3
+    finally:
+        for name in (dead, alive):
+            BridgeRules(name).revoke()
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+    assert rules_for(alive) == []
+
+
+def test_a_failed_start_leaves_no_bridge_and_no_rules() -> None:
+    require_netns()
+    _require_iptables()
+    bridge = f"kvt{os.getpid() % 10000}fail"
+    net = NetnsNetwork({"kvt/not-a-name": "198.18.127.1"}, bridge=bridge)  # ip netns add refuses '/'
+    with pytest.raises(NetnsError, match="netns add"):
+        net.start()
+    assert bridge not in _links() and rules_for(bridge) == []
+
+
+def test_a_subnet_already_on_an_interface_is_refused() -> None:
+    require_netns()
+    dummy = f"kvt{os.getpid() % 10000}dum"
+    subprocess.run(["ip", "link", "add", dummy, "type", "bridge"], check=True)  # any interface will do
+    try:
+        subprocess.run(["ip", "addr", "add", "198.18.126.9/24", "dev", dummy], check=True)
+        with pytest.raises(NetnsError, match=f"198.18.126.0/24 is already on interface {dummy}"):
+            NetnsNetwork({f"kvt{os.getpid() % 10000}sub": "198.18.126.1"}, bridge=f"{dummy}br").start()
+        assert f"{dummy}br" not in _links()
+    finally:
+        subprocess.run(["ip", "link", "del", dummy], capture_output=True)
