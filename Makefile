@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Tests that run on any machine: simulators, mock store, real etcd + mooncake_master (installed below).
 PYTEST_ARGS ?=
 
-.PHONY: install install-system install-docker install-real test test-real test-gpu demo lint bench clean
+.PHONY: install install-system install-docker install-real test test-real test-gpu demo lint bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,13 @@ lint: install
 
 bench: install
 	bash ci/bench.sh
+
+# The default suite N times with HOG CPU hogs beside it (stress-ng); a table of every test that failed
+# at least once, JUnit XML per run in runs/soak-<time>/ (ci/soak.sh).
+N ?= 20
+HOG ?= 2
+soak: install
+	bash ci/soak.sh $(N) --hog $(HOG) $(PYTEST_ARGS) tests
 
 clean:
 	rm -rf $(VENV) .venv-real runs .pytest_cache .mypy_cache .ruff_cache .hypothesis
