@@ -12,7 +12,13 @@ from typing import Self
 
 from simulators.service import AsyncService
 
-__all__ = ["AsyncService", "SyncService"]
+# The cap on a readiness wait. Waits poll the probe and fail at once when the process exits, so the
+# cap is never what a working start waits for: it only bounds a start that hangs. A start that takes
+# 0.1-3 s on an idle machine takes tens of seconds on a loaded 2-core one, which a 10-20 s cap failed.
+READY_CAP_S = 120.0
+
+
+__all__ = ["READY_CAP_S", "AsyncService", "SyncService"]
 
 
 class SyncService:

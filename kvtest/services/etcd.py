@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kvtest.ports import free_port
 from kvtest.readiness import HttpProbe, Probe, wait_ready
-from kvtest.service import SyncService
+from kvtest.service import READY_CAP_S, SyncService
 from kvtest.services.container import ServiceContainer, docker_available
 
 __all__ = ["EtcdConfig", "EtcdServer", "docker_available", "etcd_argv"]
@@ -79,7 +79,7 @@ class EtcdServer(SyncService):
     def url_for(self, *parts: str) -> str:
         return self.client_url + "/" + "/".join(p.strip("/") for p in parts)
 
-    def start(self, timeout: float = 20.0) -> EtcdServer:
+    def start(self, timeout: float = READY_CAP_S) -> EtcdServer:
         c = self.cfg
         c.listen_client_port = c.listen_client_port or free_port()
         c.listen_peer_port = c.listen_peer_port or free_port()

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from kvtest.ports import free_port
 from kvtest.process import ManagedProcess
 from kvtest.readiness import CallProbe, HttpProbe, Probe, wait_ready
-from kvtest.service import SyncService
+from kvtest.service import READY_CAP_S, SyncService
 
 Impl = Literal["real", "mock"]
 
@@ -110,7 +110,7 @@ class MooncakeMaster(SyncService):
         return [_flag(k, v) for k, v in self.flags.items()]
 
     # --- lifecycle --------------------------------------------------------------------------------
-    def start(self, timeout: float = 20.0) -> MooncakeMaster:
+    def start(self, timeout: float = READY_CAP_S) -> MooncakeMaster:
         """In this process (in_process), in a container (use_docker) or as a process; one waiter."""
         f = self.flags
         f.setdefault("rpc_port", free_port())

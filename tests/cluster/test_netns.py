@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kvtest.cluster.schema import load_cluster
 from kvtest.bridge_firewall import BridgeRules, iptables_usable, rules_for
+from kvtest.cluster.schema import load_cluster
 from kvtest.gating import skip_unless
 from kvtest.netns import NetnsError, NetnsHost, NetnsNetwork, require_netns
 

@@ -23,6 +23,7 @@ from kvtest.cluster.schema import parse_cluster
 from kvtest.gating import skip_unless
 from kvtest.ports import free_port, port_is_open
 from kvtest.process import ManagedProcess
+from kvtest.service import READY_CAP_S
 from kvtest.services.container import ServiceContainer
 
 from .conftest import ROOT, cluster_dict, pid_alive
@@ -51,7 +52,7 @@ def sshd(tmp_path: Path) -> Iterator[dict]:
     )
     proc.start()
     try:
-        proc.wait_ready(lambda: port_is_open("127.0.0.1", port), timeout=10)
+        proc.wait_ready(lambda: port_is_open("127.0.0.1", port), timeout=READY_CAP_S)
         yield {
             "port": port,
             "user": getpass.getuser(),

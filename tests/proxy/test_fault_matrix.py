@@ -39,7 +39,11 @@ class Case:
     stream: bool = False
     config: dict[str, Any] = field(default_factory=dict)
     decode_called: bool | None = None
-    bound_s: float = 3.0
+    # what the proxy must NOT wait for: its read timeout (READ_TIMEOUT_S), or, where a 0.3 s read
+    # timeout is the fault under test, the node's reply (SLOW_NODE_S away). Load adds seconds at
+    # most; a proxy that waited would reach the bound. (It was 1.5-3 s of wall clock: a loaded
+    # 2-core machine can take that long for any request.)
+    bound_s: float = 60.0
     mid_stream: bool = False  # 200 SSE whose last JSON event is an error with this status
 
 
@@ -66,6 +70,8 @@ def stopped(node: Callable[[PD], StubNode]) -> Callable[[PD], Any]:
 
 
 FAST = {"read_timeout": 0.3}
+READ_TIMEOUT_S = 60.0  # every case without FAST
+SLOW_NODE_S = 30.0  # a FAST case's node answers (if ever) after this
 
 CASES = [
     Case(
@@ -81,12 +87,12 @@ CASES = [
     Case("prefill refused -> 502", stopped(_prefill), 502, "unreachable", decode_called=False),
     Case(
         "prefill read timeout -> 504",
-        mode(_prefill, "slow", delay=3),
+        mode(_prefill, "slow", delay=SLOW_NODE_S),
         504,
         "read timeout",
         config=FAST,
         decode_called=False,
-        bound_s=1.5,
+        bound_s=SLOW_NODE_S,
     ),
     Case(
         "prefill garbage 200 -> 502", mode(_prefill, "garbage"), 502, "not a JSON object", decode_called=False
@@ -112,12 +118,12 @@ CASES = [
     Case("decode refused -> 502", stopped(_decode), 502, "unreachable"),
     Case(
         "decode timeout before first byte -> 504",
-        mode(_decode, "slow", delay=3),
+        mode(_decode, "slow", delay=SLOW_NODE_S),
         504,
         "read timeout",
         stream=True,
         config=FAST,
-        bound_s=1.5,
+        bound_s=SLOW_NODE_S,
     ),
     Case("decode garbage 200 -> 502", mode(_decode, "garbage"), 502, "not a JSON object", decode_called=True),
     Case("decode empty 200 -> 502", mode(_decode, "empty"), 502, "empty body", decode_called=True),
@@ -144,7 +150,7 @@ CASES = [
         stream=True,
         config=FAST,
         mid_stream=True,
-        bound_s=1.5,
+        bound_s=SLOW_NODE_S,
     ),
     Case(
         "decode stream without [DONE] -> error event",
@@ -201,7 +207,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_fault(case: Case, start_pd: StartPD, client: httpx.AsyncClient) -> None:
-    pd = await start_pd(n_prefill=1, n_decode=1, **case.config)
+    pd = await start_pd(n_prefill=1, n_decode=1, **{"read_timeout": READ_TIMEOUT_S, **case.config})
     pd.nodes()
     if case.name.startswith("mooncake prefill"):
         _decode(pd).delay = 0.5  # the concurrent decode leg is still waiting when prefill fails
@@ -209,7 +215,9 @@ async def test_fault(case: Case, start_pd: StartPD, client: httpx.AsyncClient) -
     if result is not None:
         await result
     start = time.monotonic()
-    r = await client.post(pd.url_for("v1/completions"), json={**BODY, "stream": case.stream})
+    r = await client.post(
+        pd.url_for("v1/completions"), json={**BODY, "stream": case.stream}, timeout=case.bound_s + 30
+    )
     elapsed = time.monotonic() - start
     assert elapsed < case.bound_s, f"{case.name}: took {elapsed:.2f}s"
     assert r.content, "never an empty body"

@@ -131,6 +131,12 @@ def metrics(master: MooncakeMaster) -> dict[str, float]:
     return sums(httpx.get(master.url_for("metrics"), timeout=5).text)
 
 
+# How late an event the master produces by itself (a log line, an expired lease or client, an eviction
+# by its background thread) may come on a loaded machine beyond its own schedule (a TTL). wait_for
+# returns as soon as it happens, so this only bounds a hang; fixed 5-8 s budgets did not survive load.
+EVENT_CAP_S = 60.0
+
+
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll until pred() is truthy (a deadline, never a fixed sleep); returns its value."""
     deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from .harness import BUF, StoreCluster, metrics, wait_for
+from .harness import BUF, EVENT_CAP_S, StoreCluster, metrics, wait_for
 
 MB = 1 << 20
 # Names the real master serves (master_metric_manager.cpp) and dashboards read; the mock serves them too.
@@ -43,7 +43,9 @@ def test_put_of_existing_key_keeps_old_value_and_master_counts_rejection(cluster
     assert b.put("dup", b"second") == 0  # the client reports success ...
     assert a.get("dup") == b"first"  # ... but the first put won (master_service.cpp PutStart)
     assert metrics(m)["master_put_start_failures_total"] == before + 1
-    wait_for(lambda: "key=dup, info=object_already_exists" in m.log_text(), 5, "the rejection log line")
+    wait_for(
+        lambda: "key=dup, info=object_already_exists" in m.log_text(), EVENT_CAP_S, "the rejection log line"
+    )
     assert metrics(m)["master_key_count"] == 1
 
 
@@ -75,7 +77,7 @@ def test_lease_expires(cluster: StoreCluster) -> None:
     assert a.put("l", b"x") == 0
     assert a.is_exist("l") == 1  # ExistKey grants a lease as well
     assert a.remove("l") == -706
-    wait_for(lambda: a.remove("l") == 0, 5, "the lease to expire")
+    wait_for(lambda: a.remove("l") == 0, 0.3 + EVENT_CAP_S, "the lease (300 ms) to expire")
 
 
 def test_missing_key(cluster: StoreCluster) -> None:
@@ -202,7 +204,7 @@ def test_full_segment_then_eviction_skips_leased(cluster: StoreCluster) -> None:
     assert a.put("e8", value) == -200  # full: NO_AVAILABLE_HANDLE, and the master schedules an eviction
     assert metrics(m)["master_put_start_alloc_failures_total"] == 1
     # BatchEvict: ceil(8 objects * max(0.05, 1.0 - 1.0 + 0.05)) = 1 object whose lease has expired
-    wait_for(lambda: metrics(m)["master_evicted_key_count"] == 1, 5, "1 evicted key")
+    wait_for(lambda: metrics(m)["master_evicted_key_count"] == 1, EVENT_CAP_S, "1 evicted key")
     assert metrics(m)["master_key_count"] == 7
     assert a.is_exist("e7") == 1
     assert a.put("e8", value) == 0
@@ -214,7 +216,7 @@ def test_eviction_at_high_watermark(cluster: StoreCluster) -> None:
     for i in range(5):
         assert a.put(f"w{i}", b"w" * (4 * MB)) == 0
     # 5 x 4 MiB in 32 MiB is 62.5% > 50%: evict ceil(5 * (0.625 - 0.5 + 0.05)) = 1 object, back to 50%
-    wait_for(lambda: metrics(m)["master_evicted_key_count"] == 1, 5, "one eviction")
+    wait_for(lambda: metrics(m)["master_evicted_key_count"] == 1, EVENT_CAP_S, "one eviction")
     mt = metrics(m)
     assert mt["master_key_count"] == 4 and mt["master_allocated_bytes"] == 16 * MB
     assert sum(a.batch_is_exist([f"w{i}" for i in range(5)])) == 4

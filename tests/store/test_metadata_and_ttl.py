@@ -13,7 +13,7 @@ import pytest
 from kvtest.gating import skip_unless
 from kvtest.services import EtcdServer
 
-from .harness import StoreCluster, metrics, wait_for
+from .harness import EVENT_CAP_S, StoreCluster, metrics, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,11 @@ def test_killed_client_objects_vanish_after_client_ttl(cluster: StoreCluster) ->
     assert b.batch_is_exist(keys) == [1, 1, 1]
     assert metrics(m)["master_active_clients"] == 2
     a.kill()  # no close(), no unmount: the master only notices the silence
-    wait_for(lambda: metrics(m)["master_active_clients"] == 1, 8, "the master to expire the client")
+    wait_for(
+        lambda: metrics(m)["master_active_clients"] == 1,
+        2 + EVENT_CAP_S,
+        "the master to expire the client (ttl 2 s)",
+    )
     assert b.batch_is_exist(keys) == [0, 0, 0]
     assert b.get(keys[0]) == b""
     assert metrics(m)["master_key_count"] == 0

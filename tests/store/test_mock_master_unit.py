@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from kvtest.ports import free_port
 from kvtest.process import ManagedProcess, http_ok
+from kvtest.service import READY_CAP_S
 from simulators.mooncake.allocator import OffsetAllocator
 from simulators.mooncake.errors import ErrorCode, MasterError
 from simulators.mooncake.flags import MasterConfig, parse_flags
@@ -76,7 +77,7 @@ def test_mock_master_process_takes_the_real_command_line(tmp_path: Path) -> None
             "--rpc_address=127.0.0.1", "--metrics_host", "127.0.0.1", "--enable_ha=false",
             "--future_flag=1"]  # fmt: skip
     with ManagedProcess("mock-master", argv, log_path=tmp_path / "m.log", cwd=Path(__file__).parents[2]) as p:
-        p.wait_ready(lambda: http_ok(f"http://127.0.0.1:{metrics}/health"), timeout=20)
+        p.wait_ready(lambda: http_ok(f"http://127.0.0.1:{metrics}/health"), timeout=READY_CAP_S)
         assert httpx.get(f"http://127.0.0.1:{metrics}/health").json()["status"] == "ok"
         assert "ignoring unknown flags: --future_flag=1" in (tmp_path / "m.log").read_text()
 

@@ -14,7 +14,7 @@ from kvtest.metrics.exposition import sums
 from kvtest.netns import NetnsHost, NetnsNetwork, require_netns
 from kvtest.services import MooncakeMaster
 
-from .harness import BUF, SEG, ClientProcess, wait_for
+from .harness import BUF, EVENT_CAP_S, SEG, ClientProcess, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -75,7 +75,9 @@ def test_put_on_one_host_get_on_another_and_dedup(impl: str, net: NetnsNetwork, 
         assert status == 200 and body.count("transport_endpoint_") == 1
         assert mh.http_get(master.url_for("get_all_keys"))[1].split().count("prefix-block") == 1
         wait_for(
-            lambda: "key=prefix-block, info=object_already_exists" in master.log_text(), 5, "the log line"
+            lambda: "key=prefix-block, info=object_already_exists" in master.log_text(),
+            EVENT_CAP_S,
+            "the log line",
         )
     finally:
         for c in clients:

@@ -11,6 +11,7 @@ import pytest
 
 from kvtest.gating import skip_unless
 from kvtest.process import ProcessExitedError
+from kvtest.service import READY_CAP_S
 from kvtest.services import EtcdConfig, EtcdServer, MooncakeMaster
 
 
@@ -26,7 +27,7 @@ def test_master_process_serves_health_and_logs(impl: str, tmp_path: Path) -> Non
 def test_bad_flag_value_is_reported_with_the_log(impl: str, tmp_path: Path) -> None:
     m = MooncakeMaster(impl, {"eviction_ratio": "lots"}, log_dir=tmp_path)  # type: ignore[arg-type]
     with pytest.raises(ProcessExitedError) as e:
-        m.start(timeout=15)
+        m.start(timeout=READY_CAP_S)
     m.stop()
     assert "eviction_ratio" in str(e.value)
 

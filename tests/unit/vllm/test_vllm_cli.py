@@ -9,6 +9,7 @@ import httpx
 
 from kvtest.ports import free_port
 from kvtest.process import ManagedProcess, http_ok
+from kvtest.service import READY_CAP_S
 from simulators.vllm.config import parse_serve_args
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -77,7 +78,7 @@ def test_serve_process_starts_reports_unknown_flags_and_answers(tmp_path: Path) 
     )
     try:
         proc.start()
-        proc.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout=20)
+        proc.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout=READY_CAP_S)
         r = httpx.post(f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "the cat", "max_tokens": 2})
         assert r.status_code == 200
         assert r.json()["model"] == str(ROOT / "fixtures/models/tiny-llama")
