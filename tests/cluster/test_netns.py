@@ -67,15 +67,25 @@ def test_two_networks_get_distinct_subnets_and_are_reachable_from_here() -> None
     assert a.name not in listed
 
 
-def test_cluster_file_hosts_keep_their_names_and_addresses() -> None:
+def test_cluster_file_hosts_keep_their_names_and_addresses(tmp_path: Path) -> None:
     require_netns()
-    spec = load_cluster(CLUSTERS / "netns-cpu.yaml")
-    with NetnsNetwork.for_spec(spec, bridge="kvctest-br") as net:
+    # netns-cpu.yaml with this process's own namespace names and /24: its fixed ones are machine-wide,
+    # and a test-real run or another checkout's suite on this machine may be using them right now
+    tag = os.getpid() % 1000
+    text = (CLUSTERS / "netns-cpu.yaml").read_text()
+    text = text.replace("netns: kvc-", f"netns: kvc{tag}-").replace(
+        "198.18.128.", f"198.18.{128 + tag % 127}."
+    )
+    (tmp_path / "netns-cpu.yaml").write_text(text)
+    spec = load_cluster(tmp_path / "netns-cpu.yaml")
+    bridge = f"kvc{tag}test"
+    with NetnsNetwork.for_spec(spec, bridge=bridge) as net:
         assert {(h.name, h.addr) for h in net.hosts} == {(h.netns, h.address) for h in spec.hosts if h.netns}
+        assert {h.name for h in net.hosts} == {f"kvc{tag}-a", f"kvc{tag}-b", f"kvc{tag}-c"}
         assert all(_reachable(h) for h in net.hosts)
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert all(h.name in listed for h in net.hosts)
-    assert "kvctest-br" not in _links()
+    assert bridge not in _links()
 
 
 def _require_iptables() -> None:
