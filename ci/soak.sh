@@ -64,6 +64,7 @@ for i in $(seq 1 "$N"); do
   # `make test`'s command (Makefile: test), plus the XML this table is made from
   "$PY" -m pytest -n auto -p no:cacheprovider --junitxml="$DIR/$tag.xml" "$@" \
     >"$DIR/$tag.log" 2>&1 || rc=$?
+  echo "$rc" >"$DIR/$tag.rc"
   [ "$rc" = 0 ] || failed_runs=$((failed_runs + 1))
   "$PY" ci/soak_report.py line "$DIR/$tag.xml" "$i" "$N" $((SECONDS - t0))
 done

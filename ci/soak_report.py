@@ -24,6 +24,11 @@ class Run:
     failed: list[str] = field(default_factory=list)  # nodeids (a failure or an error)
     skipped: int = 0
     found: bool = True
+    exit_code: int | None = None  # pytest's, from run-NN.rc (absent while the run is going or interrupted)
+
+    @property
+    def green(self) -> bool:
+        return self.found and not self.failed and self.exit_code == 0
 
 
 def nodeid(classname: str, name: str) -> str:
@@ -38,9 +43,11 @@ def nodeid(classname: str, name: str) -> str:
 
 
 def read_run(xml: Path) -> Run:
+    rc = xml.with_suffix(".rc")
+    exit_code = int(rc.read_text()) if rc.exists() else None
     if not xml.exists() or xml.stat().st_size == 0:
-        return Run(found=False)
-    run = Run()
+        return Run(found=False, exit_code=exit_code)
+    run = Run(exit_code=exit_code)
     for case in ET.parse(xml).getroot().iter("testcase"):
         outcome = {child.tag for child in case}
         nid = nodeid(case.get("classname", ""), case.get("name", ""))
@@ -58,10 +65,11 @@ def line(xml: Path, index: int, total: int, seconds: int) -> str:
     run = read_run(xml)
     if not run.found:
         return f"run {index}/{total}: no JUnit XML (pytest did not finish) after {seconds}s"
-    verdict = "ok  " if not run.failed else "FAIL"
+    verdict = "ok  " if run.green else "FAIL"
+    exit_note = "" if run.exit_code in (0, 1) else f" (pytest exit {run.exit_code})"
     return (
         f"run {index}/{total}: {verdict} {run.passed} passed, {len(run.failed)} failed, "
-        f"{run.skipped} skipped in {seconds}s"
+        f"{run.skipped} skipped in {seconds}s{exit_note}"
     )
 
 
@@ -71,12 +79,16 @@ def table(run_dir: Path, total: int) -> tuple[str, int]:
     logs = sorted(run_dir.glob("run-*.log"))
     runs = [read_run(log.with_suffix(".xml")) for log in logs]
     failures = Counter(nid for r in runs for nid in r.failed)
-    bad_runs = sum(1 for r in runs if r.failed or not r.found)
+    bad_runs = sum(1 for r in runs if not r.green)
     done = len(runs)
     head = f"soak: {done - bad_runs}/{done} runs green ({total} asked), JUnit XML in {run_dir}"
-    unfinished = [log.name for log, r in zip(logs, runs, strict=True) if not r.found]
-    if unfinished:
-        head += f"\nno JUnit XML (pytest did not finish; read the log): {', '.join(unfinished)}"
+    unexplained = [
+        f"{log.name} (exit {r.exit_code}{'' if r.found else ', no JUnit XML'})"
+        for log, r in zip(logs, runs, strict=True)
+        if not r.green and not r.failed
+    ]
+    if unexplained:
+        head += f"\nnot green without a failed test (interrupted, crashed; read the log): {', '.join(unexplained)}"
     if not failures:
         return head + "\nno test failed in any run", bad_runs
     width = max(len(n) for n in failures)
