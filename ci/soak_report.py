@@ -88,7 +88,8 @@ def table(run_dir: Path, total: int) -> tuple[str, int]:
         if not r.green and not r.failed
     ]
     if unexplained:
-        head += f"\nnot green without a failed test (interrupted, crashed; read the log): {', '.join(unexplained)}"
+        head += "\nnot green without a failed test (interrupted, crashed; read the log): "
+        head += ", ".join(unexplained)
     if not failures:
         return head + "\nno test failed in any run", bad_runs
     width = max(len(n) for n in failures)
