@@ -20,7 +20,15 @@ from .conftest import StartPD
 BODY = {"model": "m", "prompt": "San Francisco is a", "max_tokens": 8}
 
 
-async def _eventually(check: Callable[[], bool], within: float = 3.0) -> None:
+# A cap on waiting for something the proxy does at once (an abort, a forward): it returns as soon as
+# that happens, so this only bounds a hang (3 s of wall clock did not survive a loaded machine).
+EVENT_CAP_S = 60.0
+# A node that "is still working" when the client walks away: longer than any load can delay the
+# walking away; teardown cancels it, so nothing waits this long.
+BUSY_NODE_S = 120.0
+
+
+async def _eventually(check: Callable[[], bool], within: float = EVENT_CAP_S) -> None:
     deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:
@@ -28,9 +36,13 @@ async def _eventually(check: Callable[[], bool], within: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def _abandon(client: httpx.AsyncClient, url: str, body: dict[str, object], after: float) -> None:
+async def _abandon(
+    client: httpx.AsyncClient, url: str, body: dict[str, object], reached: Callable[[], bool]
+) -> None:
+    """Send, wait until the request has `reached` the nodes, then walk away. (Walking away after a
+    fixed 0.2 s raced the proxy: on a loaded machine it had not forwarded yet, and no node saw it.)"""
     task = asyncio.ensure_future(client.post(url, json=body))
-    await asyncio.sleep(after)
+    await _eventually(reached)
     task.cancel()  # httpx closes the connection
     await asyncio.gather(task, return_exceptions=True)
 
@@ -40,8 +52,8 @@ async def test_disconnect_during_prefill_aborts_it_and_never_calls_decode(
 ) -> None:
     pd = await start_pd(n_prefill=1, n_decode=1)
     (p,), (d,) = pd.nodes()
-    p.delay = 5
-    await _abandon(client, pd.url_for("v1/completions"), BODY, after=0.2)
+    p.delay = BUSY_NODE_S
+    await _abandon(client, pd.url_for("v1/completions"), BODY, reached=lambda: len(p.seen) == 1)
     await _eventually(lambda: len(p.aborted) == 1)
     await asyncio.sleep(0.1)
     assert not d.seen
@@ -66,8 +78,9 @@ async def test_disconnect_aborts_both_concurrent_mooncake_legs(
 ) -> None:
     pd = await start_pd(n_prefill=1, n_decode=1, flow="mooncake")
     (p,), (d,) = pd.nodes()
-    p.delay = d.delay = 5
-    await _abandon(client, pd.url_for("v1/completions"), {**BODY, "stream": True}, after=0.3)
+    p.delay = d.delay = BUSY_NODE_S
+    await _abandon(client, pd.url_for("v1/completions"), {**BODY, "stream": True},
+                   reached=lambda: len(p.seen) == 1 and len(d.seen) == 1)  # fmt: skip
     await _eventually(lambda: len(p.aborted) == 1 and len(d.aborted) == 1)
     assert p.aborted[0] == d.aborted[0]  # the same request (X-Request-Id) on both legs
 
