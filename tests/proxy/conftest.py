@@ -48,8 +48,12 @@ async def start_pd() -> AsyncIterator[StartPD]:
                 for i in range(n_prefill)
             ]
             decode = [await stack.enter_async_context(StubNode()) for _ in range(n_decode)]
-            config.setdefault("connect_timeout", 2.0)
-            config.setdefault("read_timeout", 5.0)
+            # The stubs share this test's event loop: on a loaded machine accepting a connection can
+            # take seconds, and a 2 s connect timeout turned "prefill drops the connection -> 502" into
+            # 504 "connect timed out" in a soak run. No test here needs these to fire (timeouts are
+            # tested with FAST configs and mocked transport errors), so they only bound a hang.
+            config.setdefault("connect_timeout", 60.0)
+            config.setdefault("read_timeout", 60.0)
             if config.get("flow") == "mooncake":
                 config.setdefault("bootstrap_port", [n.bootstrap_port for n in prefill])
             cfg = ProxyConfig(prefill=[n.url for n in prefill], decode=[n.url for n in decode], **config)
