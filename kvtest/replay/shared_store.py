@@ -95,29 +95,30 @@ class SharedStore:
 
 class SharedStoreConnector(NoKVConnector):
     """One node's MooncakeStoreConnector (kv_both) on a SharedStore: the engine's KVConnector hooks, plus
-    the lookup (before the request waits) and the save (after its first prefill) the replay calls."""
+    and the save (after its first prefill) the replay calls.
+
+The fake's V1 connector looks up in an async prepare() before the request waits; on the replay's clock
+a request can wait long enough for the store to evict what that early lookup saw, so the lookup is made
+where vLLM's scheduler asks for it, when the request is about to be scheduled."""
 
     def __init__(self, store: SharedStore, block_size: int) -> None:
         self.store = store
         self.block_size = block_size
-        self.lookups: dict[str, int] = {}
 
-    def lookup(self, req: SimRequest) -> None:
+    def get_num_new_matched_tokens(self, request: SimRequest, num_local_computed_tokens: int) -> int | None:
+        """The store's longest present prefix beyond the local hits, looked up when the scheduler
+        considers the request (each time it does, as vLLM's scheduler asks its connector)."""
         bs = self.block_size
         st = self.store.stats
         st.lookups += 1
-        if req.num_tokens < bs:
-            self.lookups[req.request_id] = 0
-            return
-        n = self.store.present_prefix(req.block_hashes[: req.num_prompt_tokens // bs])
+        if request.num_tokens < bs:
+            return 0
+        n = self.store.present_prefix(request.block_hashes[: request.num_prompt_tokens // bs])
         st.lookup_hit_blocks += n
         hit = n * bs
-        if hit >= req.num_tokens:
-            hit = min(hit, (req.num_tokens - 1) // bs * bs)
-        self.lookups[req.request_id] = hit
-
-    def get_num_new_matched_tokens(self, request: SimRequest, num_local_computed_tokens: int) -> int | None:
-        return max(0, self.lookups.get(request.request_id, 0) - num_local_computed_tokens)
+        if hit >= request.num_tokens:
+            hit = min(hit, (request.num_tokens - 1) // bs * bs)
+        return max(0, hit - num_local_computed_tokens)
 
     def update_state_after_alloc(
         self, request: SimRequest, block_ids: list[int], num_external_tokens: int
@@ -134,5 +135,4 @@ class SharedStoreConnector(NoKVConnector):
         self.store.put(req.block_hashes[: req.num_prompt_tokens // self.block_size])
 
     def request_finished(self, request: SimRequest, block_ids: list[int]) -> tuple[bool, dict[str, Any] | None]:
-        self.lookups.pop(request.request_id, None)
         return False, None

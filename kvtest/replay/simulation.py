@@ -199,19 +199,20 @@ class Simulation:
         else:
             assert tr.prompt_token_ids is not None
             prompt = list(tr.prompt_token_ids)
-        if tr.input_length + tr.output_length > self.sim.resolved_max_model_len():
-            self.rejected += 1  # vLLM answers 400: longer than max_model_len (= what the pool holds)
+        room = self.sim.resolved_max_model_len() - tr.input_length
+        if room < 1:
+            # vLLM 0.32 answers 400 (simulators/vllm/protocol.py check_length): max_model_len is what
+            # the pool holds, and this prompt leaves no room for one output token
+            self.rejected += 1
             self.done += 1
             return
         i = self.router.pick(prompt)
         e = self.engines[i]
         hashes = self.hasher.hashes(prompt, tr.hash_ids)
-        req = e.new_request(prompt, tr.output_length, request_id=f"r{tr.index}", block_hashes=hashes)
+        max_tokens = min(tr.output_length, room)  # check_length clamps max_tokens to the room left
+        req = e.new_request(prompt, max_tokens, request_id=f"r{tr.index}", block_hashes=hashes)
         req.arrival_time = self.now_ns / NS
         self.flights[req.request_id] = Flight(tr, i, req)
-        conn = self.connectors[i]
-        if conn is not None:
-            conn.lookup(req)
         e.waiting.append(req)
         e.schedule()
 
