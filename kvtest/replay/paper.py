@@ -49,7 +49,9 @@ def paper_rows(
             ("global", replace(base, nodes=1, cache_tokens=total, strategy="round_robin", store_tokens=None)),
         ]
         for s in strategies:
-            local = replace(base, nodes=nodes, cache_tokens=max(2 * base.block_size, total // nodes), strategy=s)
+            # C split over the nodes; unbounded: every node unbounded
+            per_node = total if c is None else max(2 * base.block_size, total // nodes)
+            local = replace(base, nodes=nodes, cache_tokens=per_node, strategy=s)
             runs.append((f"local x{nodes} {s}", replace(local, store_tokens=None, store_unbounded=False)))
             runs.append(
                 (f"local x{nodes} {s} + store", replace(local, store_tokens=c, store_unbounded=c is None))
