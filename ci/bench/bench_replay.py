@@ -18,7 +18,6 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +34,9 @@ ANCHOR_SLICE = 300
 
 def one(nodes: int, limit: int | None, cache_tokens: int, token_by_token: bool) -> dict[str, object]:
     trace = load_trace(TRACE, limit)
-    cfg = ReplayConfig(nodes=nodes, block_size=16, cache_tokens=cache_tokens, aggregate_decode=not token_by_token)
+    cfg = ReplayConfig(
+        nodes=nodes, block_size=16, cache_tokens=cache_tokens, aggregate_decode=not token_by_token
+    )
     t0 = time.perf_counter()
     r = replay(trace, cfg, TRACE.stem, Progress(every_s=30.0))
     wall = time.perf_counter() - t0
@@ -53,7 +54,9 @@ def one(nodes: int, limit: int | None, cache_tokens: int, token_by_token: bool) 
 
 
 def run_child(*args: str) -> dict[str, object]:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
+    )
     sys.stderr.write(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -76,7 +79,8 @@ def main() -> int:
     ratio = float(slow["wall_s"]) / float(fast["wall_s"])  # type: ignore[arg-type]
     print(f"anchor: first {ANCHOR_SLICE} requests, 16 nodes: aggregate decode {fast['wall_s']:.1f} s, "
           f"token by token {slow['wall_s']:.1f} s: {ratio:.1f}x faster; counters equal: {same}")  # fmt: skip
-    print(f"{'nodes':>5} {'requests':>8} {'wall s':>8} {'req/s':>7} {'sim s/wall s':>12} {'RSS MB':>7} {'hit':>6}  target")
+    head = ("nodes", "requests", "wall s", "req/s", "sim s/wall s", "RSS MB", "hit")
+    print("{:>5} {:>8} {:>8} {:>7} {:>12} {:>7} {:>6}  target".format(*head))
     ok = same
     for n in a.nodes:
         r = run_child(str(n), str(a.limit or 0), str(a.cache_tokens), "0")

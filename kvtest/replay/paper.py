@@ -73,7 +73,9 @@ def paper_rows(
                 }
             )
             if progress is not None and progress.out is not None:
-                print(f"paper: {name} C={_label(c)} {setup}: hit {rows[-1]['hit_rate']:.1%}", file=progress.out)
+                print(
+                    f"paper: {name} C={_label(c)} {setup}: hit {rows[-1]['hit_rate']:.1%}", file=progress.out
+                )
     return rows
 
 
@@ -110,6 +112,11 @@ def paper_table(rows: Sequence[dict[str, Any]]) -> str:
             body.append(cells)
         widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
         for r in [head, *body]:
-            lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+            lines.append(
+                "  ".join(
+                    c.ljust(w) if i == 0 else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(r, widths, strict=True))
+                )
+            )
         lines.append("")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from kvtest.proxy.config import STRATEGIES as PROXY_STRATEGIES
 from kvtest.proxy.config import ProxyConfig
 from kvtest.proxy.routing import Router
 
-STRATEGIES = tuple(s for s in PROXY_STRATEGIES if s != "designate") + ("least_loaded",)
+STRATEGIES = (*(s for s in PROXY_STRATEGIES if s != "designate"), "least_loaded")
 
 
 def node_url(i: int) -> str:

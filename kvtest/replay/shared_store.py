@@ -95,11 +95,11 @@ class SharedStore:
 
 class SharedStoreConnector(NoKVConnector):
     """One node's MooncakeStoreConnector (kv_both) on a SharedStore: the engine's KVConnector hooks, plus
-    and the save (after its first prefill) the replay calls.
+        and the save (after its first prefill) the replay calls.
 
-The fake's V1 connector looks up in an async prepare() before the request waits; on the replay's clock
-a request can wait long enough for the store to evict what that early lookup saw, so the lookup is made
-where vLLM's scheduler asks for it, when the request is about to be scheduled."""
+    The fake's V1 connector looks up in an async prepare() before the request waits; on the replay's clock
+    a request can wait long enough for the store to evict what that early lookup saw, so the lookup is made
+    where vLLM's scheduler asks for it, when the request is about to be scheduled."""
 
     def __init__(self, store: SharedStore, block_size: int) -> None:
         self.store = store
@@ -134,5 +134,7 @@ where vLLM's scheduler asks for it, when the request is about to be scheduled.""
             return
         self.store.put(req.block_hashes[: req.num_prompt_tokens // self.block_size])
 
-    def request_finished(self, request: SimRequest, block_ids: list[int]) -> tuple[bool, dict[str, Any] | None]:
+    def request_finished(
+        self, request: SimRequest, block_ids: list[int]
+    ) -> tuple[bool, dict[str, Any] | None]:
         return False, None

@@ -29,7 +29,8 @@ from kvtest.replay.block_hashes import PromptHasher
 from kvtest.replay.routing import ReplayRouter
 from kvtest.replay.shared_store import SharedStore, SharedStoreConnector
 from kvtest.replay.summary import NodeResult, ReplayResult
-from kvtest.replay.tokens import prompt_tokens
+from kvtest.replay.output_plan import plan_from_bytes
+from kvtest.replay.tokens import prompt_bytes
 from kvtest.replay.trace import TraceRequest
 from simulators.vllm.clock import VirtualClock
 from simulators.vllm.config import SimConfig
@@ -138,7 +139,7 @@ class Simulation:
         self.clock = VirtualClock()
         self.connectors: list[SharedStoreConnector | None] = []
         self.engines: list[Engine] = []
-        for i in range(cfg.nodes):
+        for _ in range(cfg.nodes):
             conn = SharedStoreConnector(self.store, cfg.block_size) if self.store is not None else None
             e = Engine(sim, tokenizer, conn)
             e.clock = self.clock  # one virtual clock for every node
@@ -194,8 +195,10 @@ class Simulation:
         return self._result(wall)
 
     def _arrive(self, tr: TraceRequest) -> None:
+        raw: bytes | None = None
         if tr.hash_ids is not None:
-            prompt = prompt_tokens(tr.hash_ids, tr.input_length)
+            raw = prompt_bytes(tr.hash_ids, tr.input_length)
+            prompt = list(raw)
         else:
             assert tr.prompt_token_ids is not None
             prompt = list(tr.prompt_token_ids)
@@ -210,7 +213,10 @@ class Simulation:
         e = self.engines[i]
         hashes = self.hasher.hashes(prompt, tr.hash_ids)
         max_tokens = min(tr.output_length, room)  # check_length clamps max_tokens to the room left
-        req = e.new_request(prompt, max_tokens, request_id=f"r{tr.index}", block_hashes=hashes)
+        plan = None if raw is None else plan_from_bytes(e.tokenizer, self.sim.seed, raw, max_tokens)
+        req = e.new_request(
+            prompt, max_tokens, request_id=f"r{tr.index}", block_hashes=hashes, output_plan=plan
+        )
         req.arrival_time = self.now_ns / NS
         self.flights[req.request_id] = Flight(tr, i, req)
         e.waiting.append(req)
@@ -224,7 +230,9 @@ class Simulation:
         elif req.num_preemptions:
             # prefill again after a preemption: vLLM recomputes what its cache no longer holds
             r = self.results[f.node]
-            r.recomputed_tokens += req.num_tokens - req.num_local_cached_tokens - req.num_external_computed_tokens
+            r.recomputed_tokens += (
+                req.num_tokens - req.num_local_cached_tokens - req.num_external_computed_tokens
+            )
         dt = e.latency.ttft(req.num_tokens, req.num_local_cached_tokens, req.num_external_computed_tokens)
         f.pending = PREFILLED
         self._push(self.now_ns + round(dt * NS), f.trace.index, PREFILLED, req.num_preemptions, f)

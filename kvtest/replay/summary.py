@@ -45,8 +45,16 @@ class NodeResult:
         return self.counters() | {
             "local_hit_rate": round(self.local_hit_rate, 6),
             "external_hit_rate": round(self.external_hit_rate, 6),
-            "queue_s": {"mean": _mean(self.queue_s), "p50": _pct(self.queue_s, 0.5), "p99": _pct(self.queue_s, 0.99)},
-            "ttft_s": {"mean": _mean(self.ttft_s), "p50": _pct(self.ttft_s, 0.5), "p99": _pct(self.ttft_s, 0.99)},
+            "queue_s": {
+                "mean": _mean(self.queue_s),
+                "p50": _pct(self.queue_s, 0.5),
+                "p99": _pct(self.queue_s, 0.99),
+            },
+            "ttft_s": {
+                "mean": _mean(self.ttft_s),
+                "p50": _pct(self.ttft_s, 0.5),
+                "p99": _pct(self.ttft_s, 0.99),
+            },
         }
 
 
@@ -99,7 +107,20 @@ class ReplayResult:
         }
 
     def table(self, per_node: bool = True) -> str:
-        rows = [("node", "reqs", "prompt tok", "local hit", "ext hit", "computed", "preempt", "queue p50", "TTFT p50", "TTFT p99")]
+        rows: list[tuple[str, ...]] = [
+            (
+                "node",
+                "reqs",
+                "prompt tok",
+                "local hit",
+                "ext hit",
+                "computed",
+                "preempt",
+                "queue p50",
+                "TTFT p50",
+                "TTFT p99",
+            )
+        ]
 
         def row(name: str, n: NodeResult) -> tuple[str, ...]:
             return (
@@ -124,8 +145,9 @@ class ReplayResult:
         computed = t.computed_tokens + t.recomputed_tokens
         share = computed / self.trace_prompt_tokens if self.trace_prompt_tokens else 0.0
         lines.append(
-            f"strategy {self.strategy}: prefill computed {computed} of the trace's {self.trace_prompt_tokens} "
-            f"prompt tokens ({share:.1%}); {self.rejected} requests rejected; {self.simulated_s:.0f} s simulated "
-            f"in {self.wall_s:.1f} s wall ({self.requests_per_wall_s:.0f} requests/s)"
+            f"strategy {self.strategy}: prefill computed {computed} of the trace's "
+            f"{self.trace_prompt_tokens} prompt tokens ({share:.1%}); {self.rejected} requests rejected; "
+            f"{self.simulated_s:.0f} s simulated in {self.wall_s:.1f} s wall "
+            f"({self.requests_per_wall_s:.0f} requests/s)"
         )
         return "\n".join(lines)

@@ -106,18 +106,22 @@ class Engine:
         sample_index: int = 0,
         allowed_token_ids: list[int] | None = None,
         block_hashes: list[bytes] | None = None,
+        output_plan: list[int] | None = None,
     ) -> SimRequest:
-        """`block_hashes`: the prompt's full-block hashes when the caller already has them (a replay
-        memoises them per shared prefix); they must be what self.hasher computes."""
+        """`block_hashes`, `output_plan`: when the caller already has them (a replay memoises hashes
+        per shared prefix and plans from the prompt's bytes); they must be what self.hasher and
+        plan_output compute."""
         rid = request_id or f"req-{next(self._ids)}"
-        plan = plan_output(
-            self.tokenizer,
-            self.cfg.seed if seed is None else seed,
-            prompt_token_ids,
-            max_tokens,
-            sample_index,
-            allowed_token_ids,
-        )
+        plan = output_plan
+        if plan is None:
+            plan = plan_output(
+                self.tokenizer,
+                self.cfg.seed if seed is None else seed,
+                prompt_token_ids,
+                max_tokens,
+                sample_index,
+                allowed_token_ids,
+            )
         req = SimRequest(
             rid, prompt_token_ids, max_tokens, plan, kv_transfer_params, cache_salt, skip_reading_prefix_cache
         )

@@ -24,8 +24,8 @@ async def test_http_and_replay_give_identical_node_counters(strategy: str) -> No
     # 30 requests, 5 output tokens each, far apart: each ends before the next arrives
     trace = [replace(t, arrival_ms=100_000.0 * t.index, output_length=min(t.output_length, 5))
              for t in load_trace(TRACE, limit=30)]  # fmt: skip
-    cfg = ReplayConfig(nodes=3, strategy=strategy, cache_tokens=48_000, prefill_base_ms=0, ttft_ms_per_token=0,
-                       itl_ms=0, external_ms_per_token=0)  # fmt: skip
+    zero = {"prefill_base_ms": 0, "ttft_ms_per_token": 0, "itl_ms": 0, "external_ms_per_token": 0}
+    cfg = ReplayConfig(nodes=3, strategy=strategy, cache_tokens=48_000, **zero)  # type: ignore[arg-type]
     sim = cfg.sim_config()
     result = replay(trace, cfg)
     assert result.rejected > 0 and result.total().local_hit_tokens > 0  # both paths get exercised

@@ -33,7 +33,10 @@ def test_a_second_node_loads_what_the_first_saved(tmp_path: Path) -> None:
     """Two nodes, round robin, the same 2-block prompt twice: the second request's node has nothing
     locally, and loads the first node's full blocks from the store (n-1 cap: not the last block)."""
     p = tmp_path / "t.jsonl"
-    rows = [{"timestamp": 1000 * i, "input_length": 1024, "output_length": 2, "hash_ids": [7, 8]} for i in range(2)]
+    rows = [
+        {"timestamp": 1000 * i, "input_length": 1024, "output_length": 2, "hash_ids": [7, 8]}
+        for i in range(2)
+    ]
     p.write_text("".join(json.dumps(r) + "\n" for r in rows))
     r = replay(load_trace(p), ReplayConfig(nodes=2, block_size=512, cache_tokens=4096, store_tokens=10_000))
     assert [n.local_hit_tokens for n in r.nodes] == [0, 0]

@@ -28,7 +28,13 @@ def _leading_shared(a: list[int], b: list[int]) -> int:
     return n
 
 
-@given(a=small_ids, b=small_ids, ta=st.integers(1, 512), tb=st.integers(1, 512), bs=st.sampled_from([16, 32, 512]))
+@given(
+    a=small_ids,
+    b=small_ids,
+    ta=st.integers(1, 512),
+    tb=st.integers(1, 512),
+    bs=st.sampled_from([16, 32, 512]),
+)
 def test_shared_blocks_are_exactly_the_shared_leading_hash_ids(
     a: list[int], b: list[int], ta: int, tb: int, bs: int
 ) -> None:
@@ -65,7 +71,10 @@ def test_distinct_ids_never_share_a_block(x: int, y: int, bs: int) -> None:
     assert windows_x.isdisjoint(windows_y)
 
 
-@given(prompts=st.lists(st.tuples(small_ids, st.integers(1, 512)), min_size=1, max_size=6), bs=st.sampled_from([16, 32, 512]))
+@given(
+    prompts=st.lists(st.tuples(small_ids, st.integers(1, 512)), min_size=1, max_size=6),
+    bs=st.sampled_from([16, 32, 512]),
+)
 def test_memoised_hashes_equal_the_fakes(prompts: list[tuple[list[int], int]], bs: int) -> None:
     hasher = BlockHasher(bs, "sha256", ENV)
     memo = PromptHasher(BlockHasher(bs, "sha256", ENV), memo_blocks=3)
