@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from kvtest.replay.routing import STRATEGIES
+from kvtest.replay.routing import STRATEGIES, ReplayRouter
 from kvtest.replay.simulation import Progress, ReplayConfig, replay
 from kvtest.replay.summary import ReplayResult
 from kvtest.replay.trace import TraceError, load_trace
@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", help="take nodes, block size, pool, latency and strategy from a cluster file")
     p.add_argument("--nodes", type=int, default=d.nodes)
     p.add_argument(
-        "--strategy", action="append", choices=STRATEGIES, help="repeat to compare (default round_robin)"
+        "--strategy",
+        action="append",
+        metavar="|".join(STRATEGIES),
+        help="repeat to compare (default round_robin)",
     )
     p.add_argument(
         "--cache-tokens",
@@ -104,6 +107,8 @@ def main(argv: list[str]) -> int:
             from kvtest.replay.cluster_file import config_from_cluster
 
             base = config_from_cluster(args.cluster, base)
+        for s in args.strategy or ():
+            ReplayRouter(1, s)  # an unknown name fails here, before any replay runs
         traces = [(Path(t).stem, load_trace(t, args.limit, args.interval_ms)) for t in args.trace]
     except (TraceError, ValueError, OSError) as e:
         print(f"kvtest replay: {e}", file=sys.stderr)
@@ -153,9 +158,7 @@ def _paper(traces, base, args, progress, out) -> int:  # type: ignore[no-untyped
 
     rows = []
     for name, trace in traces:
-        rows += paper_rows(
-            name, trace, base, strategies=args.strategy or ("round_robin", "prefix"), progress=progress
-        )
+        rows += paper_rows(name, trace, base, strategies=args.strategy or ("round_robin",), progress=progress)
         bound = max_hit_ratio(trace)
         print(f"{name}: the trace's bound (every earlier block kept, 512-token blocks): {bound:.1%}")
     print(paper_table(rows))

@@ -37,7 +37,7 @@ def paper_rows(
     trace: Sequence[TraceRequest],
     base: ReplayConfig,
     caches: Sequence[int | None] = PAPER_CACHE_TOKENS,
-    strategies: Sequence[str] = ("round_robin", "prefix"),
+    strategies: Sequence[str] = ("round_robin",),
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []

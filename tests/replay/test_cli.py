@@ -39,3 +39,8 @@ def test_a_bad_trace_line_is_named(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_a_missing_trace_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")]) == 2
     assert "no such trace file" in capsys.readouterr().err
+
+
+def test_an_unknown_strategy_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(TRACE), "--strategy", "bogus", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown strategy 'bogus'" in capsys.readouterr().err
