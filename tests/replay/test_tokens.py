@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvtest.replay.block_hashes import PromptHasher
@@ -28,6 +28,7 @@ def _leading_shared(a: list[int], b: list[int]) -> int:
     return n
 
 
+@settings(max_examples=60)
 @given(
     a=small_ids,
     b=small_ids,
@@ -71,6 +72,7 @@ def test_distinct_ids_never_share_a_block(x: int, y: int, bs: int) -> None:
     assert windows_x.isdisjoint(windows_y)
 
 
+@settings(max_examples=40)
 @given(
     prompts=st.lists(st.tuples(small_ids, st.integers(1, 512)), min_size=1, max_size=6),
     bs=st.sampled_from([16, 32, 512]),
