@@ -14,12 +14,12 @@ TRACE = Path(__file__).parents[2] / "fixtures" / "traces" / "mooncake_synthetic_
 
 def test_sweep_writes_summary_and_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    rc = main(["replay", str(TRACE), "--limit", "40", "--nodes", "2", "--strategy", "round_robin",
-               "--strategy", "prefix", "--cache-tokens", "50000", "--cache-tokens", "200000",
-               "--store-tokens", "400000", "--out", str(out), "--quiet"])  # fmt: skip
+    rc = main(["replay", str(TRACE), "--limit", "20", "--nodes", "2", "--strategy", "round_robin",
+               "--strategy", "prefix", "--cache-tokens", "40000", "--cache-tokens", "80000",
+               "--store-tokens", "100000", "--out", str(out), "--quiet"])  # fmt: skip
     assert rc == 0
     text = capsys.readouterr().out
-    assert "prefix" in text and "shared store 400000" in text
+    assert "prefix" in text and "shared store 100000" in text
     runs = json.loads((out / "summary.json").read_text())
     assert len(runs) == 8  # 2 strategies x 2 cache sizes x (local, + store)
     for run in runs:
