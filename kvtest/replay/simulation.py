@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
 from kvtest.replay.block_hashes import PromptHasher
+from kvtest.replay.output_plan import plan_from_bytes
 from kvtest.replay.routing import ReplayRouter
 from kvtest.replay.shared_store import SharedStore, SharedStoreConnector
 from kvtest.replay.summary import NodeResult, ReplayResult
-from kvtest.replay.output_plan import plan_from_bytes
 from kvtest.replay.tokens import prompt_bytes
 from kvtest.replay.trace import TraceRequest
 from simulators.vllm.clock import VirtualClock
