@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("kvtest.report.cli:main", "render a run directory as Markdown, PNG charts and JUnit XML"),
     "cluster": ("kvtest.cluster.cli:main", "bring a cluster file up or down, show status and logs"),
     "conformance": ("kvtest.conformance.cli:main", "rate a P/D router (any command) on fake vLLM nodes"),
+    "replay": (
+        "kvtest.replay.cli:main",
+        "replay a Mooncake trace through simulated nodes on a virtual clock",
+    ),
 }
 
 

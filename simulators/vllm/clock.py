@@ -39,6 +39,10 @@ class VirtualClock:
     def now(self) -> float:
         return self._now
 
+    def set_now(self, t: float) -> None:
+        """An event-driven driver (kvtest replay) moves time itself; nothing may be sleeping."""
+        self._now = t
+
     async def sleep(self, dt: float) -> None:
         if dt <= 0:
             return

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 from simulators.vllm.clock import VirtualClock, WallClock
@@ -61,6 +61,10 @@ class Engine:
         self.delayed_free: dict[str, SimRequest] = {}
         self._admitted: dict[str, asyncio.Future[None]] = {}
         self._ids = itertools.count()
+        # an event-driven driver (kvtest replay) learns here what schedule() admitted and whom a
+        # decode step is about to preempt; generate() needs neither
+        self.on_admit: Callable[[SimRequest], None] | None = None
+        self.on_preempt: Callable[[SimRequest], None] | None = None
 
     # -- KV events ------------------------------------------------------------------------------------
     def start_publisher(self) -> None:
@@ -101,20 +105,29 @@ class Engine:
         request_id: str | None = None,
         sample_index: int = 0,
         allowed_token_ids: list[int] | None = None,
+        block_hashes: list[bytes] | None = None,
+        output_plan: list[int] | None = None,
     ) -> SimRequest:
+        """`block_hashes`, `output_plan`: when the caller already has them (a replay memoises hashes
+        per shared prefix and plans from the prompt's bytes); they must be what self.hasher and
+        plan_output compute."""
         rid = request_id or f"req-{next(self._ids)}"
-        plan = plan_output(
-            self.tokenizer,
-            self.cfg.seed if seed is None else seed,
-            prompt_token_ids,
-            max_tokens,
-            sample_index,
-            allowed_token_ids,
-        )
+        plan = output_plan
+        if plan is None:
+            plan = plan_output(
+                self.tokenizer,
+                self.cfg.seed if seed is None else seed,
+                prompt_token_ids,
+                max_tokens,
+                sample_index,
+                allowed_token_ids,
+            )
         req = SimRequest(
             rid, prompt_token_ids, max_tokens, plan, kv_transfer_params, cache_salt, skip_reading_prefix_cache
         )
-        if self._hash_requests:
+        if block_hashes is not None:
+            req.block_hashes = block_hashes
+        elif self._hash_requests:
             self.hasher.extend(req.block_hashes, prompt_token_ids, cache_salt)
         return req
 
@@ -182,6 +195,8 @@ class Engine:
             waiting.popleft()
             req.status = RequestStatus.RUNNING
             self.running[req.request_id] = req
+            if self.on_admit is not None:
+                self.on_admit(req)
             fut = self._admitted.pop(req.request_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(None)
@@ -197,6 +212,8 @@ class Engine:
 
     def _preempt(self, req: SimRequest) -> None:
         """vLLM's _preempt_request: free the blocks, back to the head of the waiting queue."""
+        if self.on_preempt is not None:
+            self.on_preempt(req)
         self.kv.free(req.request_id)
         self.running.pop(req.request_id, None)
         req.num_computed_tokens = 0
@@ -361,6 +378,34 @@ class Engine:
             if req.status is not RequestStatus.FINISHED:
                 self._finish(req, "abort")
 
+    # -- event-driven use (kvtest replay): generate()'s steps, called by a driver on its own clock ----
+    def prefilled(self, req: SimRequest) -> None:
+        """The prefill's forward pass is done: its KV is computed and the first token sampled."""
+        req.num_computed_tokens = req.num_tokens
+        self._append_token(req)
+
+    def decode_steps(self, req: SimRequest, n: int) -> None:
+        """n decode steps of a running request in one call, where its allocated slots already hold
+        them (no step needs a new block, so none can preempt): what n rounds of generate()'s
+        (compute the last token's KV, sample the next) leave behind, with the full blocks cached
+        as the fast path of allocate_slots caches them. The caller then asks decode_slot() for the
+        slot of the step after, which may need a block (and preempt)."""
+        if n <= 0:
+            return
+        out = req.output_token_ids
+        k = len(out)
+        out.extend(req.output_plan[k : k + n])
+        req.num_computed_tokens += n
+        if self._hash_requests and req.num_tokens // self.block_size > len(req.block_hashes):
+            self.hasher.extend(req.block_hashes, _Joined(req.prompt_token_ids, out), req.cache_salt)
+
+    def decode_slot(self, req: SimRequest) -> str:
+        """The slot for the next decode step: "ok", "preempted" (req itself) or "impossible"."""
+        return self._decode_slot(req)
+
+    def finish(self, req: SimRequest, reason: str = "length") -> None:
+        self._finish(req, reason)
+
     # -- state ----------------------------------------------------------------------------------------
     @property
     def num_running(self) -> int:
@@ -369,3 +414,19 @@ class Engine:
     @property
     def num_waiting(self) -> int:
         return len(self.waiting)
+
+
+class _Joined(Sequence[int]):
+    """prompt + output without copying them (a decode step hashes only the blocks it filled)."""
+
+    def __init__(self, a: list[int], b: list[int]) -> None:
+        self.a, self.b = a, b
+
+    def __len__(self) -> int:
+        return len(self.a) + len(self.b)
+
+    def __getitem__(self, i: Any) -> Any:
+        n = len(self.a)
+        if isinstance(i, slice) and i.start is not None and i.start >= n:
+            return self.b[i.start - n : None if i.stop is None else i.stop - n]
+        return (self.a + self.b)[i]

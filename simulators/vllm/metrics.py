@@ -125,6 +125,13 @@ class Histogram:
         self.count += 1
         self.sum += v
 
+    def observe_n(self, v: float, n: int) -> None:
+        """n observations of the same value (a run of decode steps at one inter-token latency)."""
+        if n > 0:
+            self.counts[bisect.bisect_left(self.buckets, v)] += n
+            self.count += n
+            self.sum += v * n
+
     def render(self, base: list[tuple[str, str]], out: list[str]) -> None:
         n = self.name
         out.append(f"# HELP {n} {self.doc}\n# TYPE {n} histogram\n")
