@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The docker tier's pieces, idempotent (seconds when done before):
-#  1. a Docker engine: ci/install-docker.sh starts one when that script is there; otherwise the same
-#     steps here (Debian docker.io; bridge 198.19.0.1/24 and address pools in 198.19.0.0/16, so
-#     containers never take 172.17/16 or kvtest's namespace ranges; dockerd in the background)
+#  1. a Docker engine: ci/install-docker.sh (Debian docker.io; bridge 198.19.0.1/24 and address pools
+#     in 198.19.0.0/16, so containers never take 172.17/16 or kvtest's namespace ranges)
 #  2. mmdebstrap and the ssh client (the docker launcher builds its image with the one, the ssh
 #     tier reaches its container host with the other)
 #  3. the kvtest host image (kvtest/cluster/launchers/image.py), built only when its inputs changed;
@@ -18,23 +17,7 @@ if ! engine_up; then
     echo "install-docker-tier: no Docker engine and not root (docker tests will skip)" >&2
     exit 0
   fi
-  if [ -f ci/install-docker.sh ]; then
-    bash ci/install-docker.sh
-  else
-    export DEBIAN_FRONTEND=noninteractive
-    command -v dockerd >/dev/null 2>&1 || {
-      apt-get update -qq
-      apt-get install -y -qq --no-install-recommends docker.io >/dev/null
-    }
-    mkdir -p /etc/docker
-    [ -f /etc/docker/daemon.json ] || echo \
-      '{"bip": "198.19.0.1/24", "default-address-pools": [{"base": "198.19.0.0/16", "size": 24}]}' \
-      > /etc/docker/daemon.json
-    mkdir -p runs
-    nohup dockerd > runs/dockerd.log 2>&1 &
-    for _ in $(seq 120); do engine_up && break; sleep 0.5; done
-  fi
-  engine_up || { echo "install-docker-tier: dockerd did not answer (runs/dockerd.log)" >&2; exit 1; }
+  bash ci/install-docker.sh
 fi
 need=()
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
