@@ -105,7 +105,10 @@ def deferred_interrupts() -> Iterator[None]:
         _REQUEST.event.clear()
         _REQUEST.signum = None
         for sig in STOP_SIGNALS:
-            previous[sig] = signal.signal(sig, _REQUEST.handle)
+            # a signal the parent told us to ignore stays ignored: a shell starts background jobs
+            # with SIGINT ignored so that Ctrl-C reaches only the foreground (Python keeps that too)
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, _REQUEST.handle)
     _REQUEST.depth += 1
     try:
         yield

@@ -16,6 +16,7 @@ A process the signal ended before its handlers existed (status -N) must not have
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -118,6 +119,23 @@ class _Lines:
         return "\n".join(self.lines)
 
 
+def _as_in_a_terminal() -> None:
+    """The child gets Ctrl-C as a foreground program in a terminal does: a shell that ran this suite
+    as a background job left SIGINT ignored, which the child would inherit (and rightly keep)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _kill_leftovers(runs: Path, pids: Path) -> None:
+    """After a failed example: what the run left is killed here, so one failure does not leave
+    processes behind for the rest of the suite."""
+    for rec in _records(runs):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(rec["pgid"], signal.SIGKILL)
+    for pidfile in pids.glob("*.pid"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
 def _signal_and_wait(proc: subprocess.Popen[str], sig: int) -> float:
     t0 = time.monotonic()
     proc.send_signal(sig)
@@ -147,39 +165,35 @@ def test_cluster_up_interrupted_at_any_moment_leaves_nothing(k: int, extra: floa
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_as_in_a_terminal,
         )
         lines = _Lines(proc)
         lines.wait(k, stop_at="running until")
         time.sleep(extra)  # the drawn offset past that point, not a readiness wait
-        took = _signal_and_wait(proc, sig)
-        err = lines.text()
-        assert took < EXIT_WITHIN_S, f"exited {took:.1f}s after {signal.Signals(sig).name}:\n{err}"
-        if _records(runs) or proc.returncode == 128 + sig:
-            assert proc.returncode == 128 + sig, err
-            assert "interrupted, everything stopped" in err, err
-        # else the signal ended the interpreter before kvtest had its handlers (killed by it, -N, or
-        # a KeyboardInterrupt while site-packages were imported, 1): nothing was started
-        _assert_nothing_left(runs, pids)
-        if runs.exists() and any(runs.glob("*.current")):
-            down = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "kvtest",
-                    "cluster",
-                    "down",
-                    "--cluster",
-                    str(path),
-                    "--runs",
-                    str(runs),
-                ],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=REACH_MOMENT_CAP_S,
-                check=False,
-            )
-            assert down.returncode == 0, down.stderr
+        try:
+            took = _signal_and_wait(proc, sig)
+            err = lines.text()
+            assert took < EXIT_WITHIN_S, f"exited {took:.1f}s after {signal.Signals(sig).name}:\n{err}"
+            if _records(runs) or proc.returncode == 128 + sig:
+                assert proc.returncode == 128 + sig, err
+                assert "interrupted, everything stopped" in err, err
+            # else the signal ended the interpreter before kvtest had its handlers (killed by it, -N, or
+            # a KeyboardInterrupt while site-packages were imported, 1): nothing was started
+            _assert_nothing_left(runs, pids)
+            if runs.exists() and any(runs.glob("*.current")):
+                down_argv = ["cluster", "down", "--cluster", str(path), "--runs", str(runs)]
+                down = subprocess.run(
+                    [sys.executable, "-m", "kvtest", *down_argv],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=REACH_MOMENT_CAP_S,
+                    check=False,
+                )
+                assert down.returncode == 0, down.stderr
+        except BaseException:
+            _kill_leftovers(runs, pids)  # a failed example must not leave them for the rest
+            raise
 
 
 INNER_TEST = """
@@ -223,6 +237,7 @@ def test_pytest_run_interrupted_while_its_cluster_starts_leaves_nothing(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_as_in_a_terminal,
         )
         lines = _Lines(proc)
         deadline = time.monotonic() + REACH_MOMENT_CAP_S
@@ -234,9 +249,13 @@ def test_pytest_run_interrupted_while_its_cluster_starts_leaves_nothing(
         ):
             time.sleep(0.02)  # polling the child's progress; the moment, not readiness
         time.sleep(extra)
-        took = _signal_and_wait(proc, sig)
-        err = lines.text()
-        assert took < EXIT_WITHIN_S, f"pytest exited {took:.1f}s after {signal.Signals(sig).name}:\n{err}"
-        if _records(runs):  # the fixture had started something: pytest's own "interrupted" status
-            assert proc.returncode == pytest.ExitCode.INTERRUPTED, err
-        _assert_nothing_left(runs, pids)
+        try:
+            took = _signal_and_wait(proc, sig)
+            err = lines.text()
+            assert took < EXIT_WITHIN_S, f"pytest exited {took:.1f}s after {signal.Signals(sig).name}:\n{err}"
+            if _records(runs):  # the fixture had started something: pytest's own "interrupted" status
+                assert proc.returncode == pytest.ExitCode.INTERRUPTED, err
+            _assert_nothing_left(runs, pids)
+        except BaseException:
+            _kill_leftovers(runs, pids)
+            raise
