@@ -6,10 +6,21 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from kvtest import interrupts
+
+
+@pytest.fixture(autouse=True)
+def terminal_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM as a foreground program in a terminal has them (a suite run as a background
+    job inherits SIGINT ignored, which deferred_interrupts rightly keeps)."""
+    previous = {sig: signal.signal(sig, signal.SIG_DFL) for sig in interrupts.STOP_SIGNALS}
+    yield
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -40,4 +51,14 @@ def test_a_nested_block_leaves_the_request_to_the_outermost() -> None:
             os.kill(os.getpid(), signal.SIGTERM)
         # the inner exit did not raise: the outer block decides
         assert interrupts.requested() == signal.SIGTERM
+    assert interrupts.requested() is None
+
+
+def test_a_signal_the_parent_ignored_stays_ignored() -> None:
+    """A shell starts background jobs with SIGINT ignored so that Ctrl-C reaches only the foreground."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with interrupts.deferred_interrupts():
+        os.kill(os.getpid(), signal.SIGINT)
+        interrupts.check()  # nothing was requested
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     assert interrupts.requested() is None
