@@ -84,6 +84,13 @@ class ServiceContainer:
         wrapped.reload()
         return str(wrapped.attrs["NetworkSettings"]["IPAddress"])
 
+    @property
+    def container_id(self) -> str | None:
+        """The running container's id (None before start and after stop)."""
+        if self._container is None:
+            return None
+        return str(self._container.get_wrapped_container().id)
+
     def poll(self) -> int | None:
         if self._container is None:
             return None

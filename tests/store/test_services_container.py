@@ -16,6 +16,7 @@ from kvtest.cluster.requirements import docker_missing
 from kvtest.gating import skip_unless
 from kvtest.process import ProcessExitedError
 from kvtest.services import EtcdConfig, EtcdServer, MooncakeMaster
+from kvtest.services.container import ServiceContainer
 from kvtest.store import open_store
 
 DOCKER_POOL = ipaddress.ip_network("198.19.0.0/16")  # ci/install-docker.sh's daemon.json
@@ -28,21 +29,31 @@ def _docker() -> None:
 
 
 def _containers(label: str) -> list[str]:
+    """Containers of one service name (unique per test here: m-mock-mock, m-real-real)."""
     out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=kvtest.service={label}"],
                          capture_output=True, text=True, check=True)  # fmt: skip
     return out.stdout.split()
 
 
+def _exists(container_id: str) -> bool:
+    """By id, not by the service label: another xdist worker's etcd carries the same label."""
+    out = subprocess.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"id={container_id}"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return bool(out.stdout.split())
+
+
 def test_etcd_container_has_its_own_address_and_keeps_keys(tmp_path: Path) -> None:
     with EtcdServer(EtcdConfig(use_docker=True), log_dir=tmp_path) as etcd:
         assert etcd.in_container
+        assert isinstance(etcd.handle, ServiceContainer) and etcd.handle.container_id
+        container_id = etcd.handle.container_id
         assert ipaddress.ip_address(etcd.cfg.host) in DOCKER_POOL
         put = httpx.post(etcd.url_for("v3/kv/put"), json={"key": "YQ==", "value": "Yg=="})
         assert put.status_code == 200, put.text
         got = httpx.post(etcd.url_for("v3/kv/range"), json={"key": "YQ=="}).json()
         assert got["kvs"][0]["value"] == "Yg=="
         assert _containers("etcd-kvtest")
-    assert not _containers("etcd-kvtest"), "stop() left the container"
+    assert not _exists(container_id), "stop() left the container"
     assert "ready to serve client requests" in (tmp_path / "etcd-kvtest.log").read_text()
 
 
