@@ -160,15 +160,23 @@ async def test_subscriber_gets_missed_batches_by_replay_and_the_live_rest(tmp_pa
         async with asyncio.timeout(30):
             while len(got) < 3:  # noqa: ASYNC110 (a count fed by another task)
                 await asyncio.sleep(0.01)
-            for i in range(3, 6):
-                pub.publish(stamp([BlockRemoved(block_hashes=[i], medium="GPU", group_idx=0)]))
-            while len(got) < 6:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+            # Live batches until three have arrived. ZMQ's SUB joins asynchronously (the "slow joiner"):
+            # a batch published before the subscription reached the PUB socket is dropped there, and
+            # only the next one shows the gap, which the stream then fills from the replay socket.
+            published = 3
+            while len(got) < 6:
+                pub.publish(stamp([BlockRemoved(block_hashes=[published], medium="GPU", group_idx=0)]))
+                published += 1
+                for _ in range(20):  # up to 0.2 s for it before the next one
+                    if len(got) >= published:
+                        break
+                    await asyncio.sleep(0.01)
         stream.close()
         await task
         stream.term()
-        assert [b.seq for b in got] == list(range(6))
-        assert [b.events[0].block_hashes for b in got] == [[i] for i in range(6)]
+        n = len(got)
+        assert [b.seq for b in got] == list(range(n))  # no batch missing, none twice
+        assert [b.events[0].block_hashes for b in got] == [[i] for i in range(n)]
         assert not stream.lost and {b.data_parallel_rank for b in got} == {0}
     finally:
         pub.shutdown()
