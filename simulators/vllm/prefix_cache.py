@@ -114,7 +114,9 @@ class BlockPool:
         self.enable_caching = enable_caching
         self.blocks = [KVCacheBlock(i) for i in range(num_gpu_blocks)]
         self.free_queue = FreeBlockQueue(self.blocks)
-        self.cached: dict[bytes, dict[int, KVCacheBlock]] = {}
+        # hash -> its block, or {block_id: block} when several blocks carry it: vLLM 0.32's
+        # BlockHashToBlockMap keeps a lone block unwrapped, which also spares a dict per cached block
+        self.cached: dict[bytes, KVCacheBlock | dict[int, KVCacheBlock]] = {}
         self.null_block = self.free_queue.popleft()
         self.events = events
 
@@ -128,34 +130,71 @@ class BlockPool:
 
     def get_cached_block(self, block_hash: bytes) -> KVCacheBlock | None:
         entry = self.cached.get(block_hash)
+        if entry is None or isinstance(entry, KVCacheBlock):
+            return entry
+        return next(iter(entry.values()))  # the first block cached under this hash
+
+    def _uncache(self, h: bytes, block: KVCacheBlock) -> bool:
+        """Drop `block` from hash h's entry; False when it was not cached there (BlockHashToBlockMap.pop)."""
+        entry = self.cached.get(h)
+        if entry is None:
+            return False
+        if isinstance(entry, KVCacheBlock):
+            if entry is not block:
+                return False
+            del self.cached[h]
+            return True
+        if entry.pop(block.block_id, None) is None:
+            return False
         if not entry:
-            return None
-        return next(iter(entry.values()))
+            del self.cached[h]
+        return True
 
     def _evict(self, block: KVCacheBlock) -> None:
         h = block.block_hash
         if h is None:
             return
-        entry = self.cached.get(h)
-        removed = None
-        if entry is not None:
-            removed = entry.pop(block.block_id, None)
-            if not entry:
-                del self.cached[h]
+        removed = self._uncache(h, block)
         block.block_hash = None
-        if removed is not None and self.events is not None:
+        if removed and self.events is not None:
             self.events.removed(h)
 
     def get_new_blocks(self, n: int) -> list[KVCacheBlock]:
-        if n > len(self.free_queue):
+        """Pop n blocks from the queue's head, evicting each one's hash (vLLM's get_new_blocks).
+
+        The queue walk and _evict are inlined: this loop runs once per allocated block and dominates a
+        trace replay (kvtest replay), so it touches only locals."""
+        q = self.free_queue
+        if n > q.n:
             raise ValueError(f"Cannot get {n} free blocks from the pool")
-        out = []
+        caching = self.enable_caching
+        cached = self.cached
+        uncache = self._uncache
+        events = self.events
+        out: list[KVCacheBlock] = []
+        b = q.head.next
         for _ in range(n):
-            b = self.free_queue.popleft()
-            if self.enable_caching:
-                self._evict(b)
+            assert b is not None
+            nxt = b.next
+            b.prev = b.next = None
+            h = b.block_hash
+            if caching and h is not None:
+                # the common case inline: the hash's only block is this one
+                if cached.get(h) is b:
+                    del cached[h]
+                    removed = True
+                else:
+                    removed = uncache(h, b)
+                if removed and events is not None:
+                    events.removed(h)
+                b.block_hash = None
             b.ref_cnt += 1
             out.append(b)
+            b = nxt
+        assert b is not None
+        q.head.next = b
+        b.prev = q.head
+        q.n -= n
         return out
 
     def touch(self, blocks: Iterable[KVCacheBlock]) -> None:
@@ -191,13 +230,18 @@ class BlockPool:
         cache_salt: str | None = None,
     ) -> None:
         new: list[bytes] = []
-        for i in range(start, end):
-            b = blocks[i]
+        cached = self.cached
+        for b, h in zip(blocks[start:end], hashes[start:end], strict=True):
             if b.block_hash is not None:  # a hit block: already cached under this hash
                 continue
-            h = hashes[i]
             b.block_hash = h
-            self.cached.setdefault(h, {})[b.block_id] = b
+            entry = cached.get(h)
+            if entry is None:
+                cached[h] = b
+            elif isinstance(entry, KVCacheBlock):
+                cached[h] = {entry.block_id: entry, b.block_id: b}
+            else:
+                entry[b.block_id] = b
             new.append(h)
         if self.events is not None and new:
             extra: list[tuple[Any, ...] | None] = [
@@ -215,8 +259,8 @@ class BlockPool:
         """vLLM's reset_prefix_cache: only when no block is in use."""
         if len(self.free_queue) != self.num_gpu_blocks - 1:
             return False
-        for h_blocks in self.cached.values():
-            for b in h_blocks.values():
+        for entry in self.cached.values():
+            for b in [entry] if isinstance(entry, KVCacheBlock) else entry.values():
                 b.block_hash = None
         self.cached.clear()
         if self.events is not None:
