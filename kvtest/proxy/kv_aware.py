@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,22 +57,33 @@ class KVIndex:
     def apply(self, node: str, batch: Batch) -> None:
         for ev in batch.events:
             if ev.kind == "BlockStored":
-                for h in ev.block_hashes:
-                    stored = self.copies[h]
-                    stored[node] = stored.get(node, 0) + 1
-                    self.blocks[node] += 1
+                self.store(node, ev.block_hashes)
             elif ev.kind == "BlockRemoved":
                 for h in ev.block_hashes:
-                    per = self.copies.get(h)
-                    if per and node in per:
-                        per[node] -= 1
-                        self.blocks[node] -= 1
-                        if per[node] <= 0:
-                            del per[node]
-                        if not per:
-                            del self.copies[h]
+                    self.remove(node, h)
             elif ev.kind == "AllBlocksCleared":
                 self.clear(node)
+
+    def store(self, node: str, hashes: Iterable[Any]) -> None:
+        copies, n = self.copies, 0
+        for h in hashes:
+            stored = copies.get(h)
+            if stored is None:
+                copies[h] = {node: 1}
+            else:
+                stored[node] = stored.get(node, 0) + 1
+            n += 1
+        self.blocks[node] += n
+
+    def remove(self, node: str, h: Any) -> None:
+        per = self.copies.get(h)
+        if per and node in per:
+            per[node] -= 1
+            self.blocks[node] -= 1
+            if per[node] <= 0:
+                del per[node]
+            if not per:
+                del self.copies[h]
 
     def clear(self, node: str) -> None:
         for h in list(self.copies):
@@ -95,6 +107,39 @@ class KVIndex:
             for n in alive:
                 out[n] += 1
         return out
+
+
+def choose(
+    index: KVIndex,
+    hashes: Sequence[Any],
+    nodes: Sequence[str],
+    load: Mapping[str, int],
+    match_threshold: float,
+    load_factor: float,
+) -> tuple[str, str]:
+    """The kv_aware pick among `nodes` (urls) for a request whose usable block hashes are `hashes`:
+    (node, reason), reason "prefix" when the node holds some of its leading blocks, else "load".
+    One function for the proxy and for `kvtest replay`, so both route alike."""
+    lengths = index.prefix_lengths(list(hashes), list(nodes))
+    top = max(lengths.values(), default=0)
+    if hashes and top < match_threshold * len(hashes):
+        # mostly new to every node (a new tenant behind a shared preamble, say): the emptiest node
+        cached = index.blocks
+        least = min(cached[n] for n in nodes)
+        tied = [n for n in nodes if cached[n] == least]
+        top = 0
+    else:
+        tied = [n for n in nodes if lengths[n] == top]
+    # ties: the rendezvous order of the first block none of them holds, skipping nodes loaded above
+    # load_factor x the mean (the prefix strategy's bounded loads), so that concurrent requests for
+    # one new context meet on one node while a busy node is passed over
+    key = str(hashes[top] if top < len(hashes) else (hashes[-1] if hashes else "")).encode()
+    order = sorted(
+        tied, key=lambda n: hashlib.blake2b(key + b"|" + n.encode(), digest_size=8).digest(), reverse=True
+    )
+    cap = math.ceil(load_factor * (sum(load[n] for n in nodes) + 1) / len(nodes))
+    best = next((n for n in order if load[n] < cap), min(order, key=lambda n: load[n]))
+    return best, "prefix" if lengths[best] else "load"
 
 
 @dataclass
@@ -204,30 +249,16 @@ class KVAware:
         if not all(self.stream_up(n.url) for n in nodes):
             self.picks["load_fallback"] += 1
             return min(nodes, key=lambda n: load[n.url])
-        hashes = self.request_hashes(body)
-        lengths = self.index.prefix_lengths(hashes, [n.url for n in nodes])
-        top = max(lengths.values(), default=0)
-        if hashes and top < self.settings.match_threshold * len(hashes):
-            # mostly new to every node (a new tenant behind a shared preamble, say): the emptiest node
-            cached = self.index.blocks
-            least = min(cached[n.url] for n in nodes)
-            tied = [n for n in nodes if cached[n.url] == least]
-            top = 0
-        else:
-            tied = [n for n in nodes if lengths[n.url] == top]
-        # ties: the rendezvous order of the first block none of them holds, skipping nodes loaded above
-        # prefix_load_factor x the mean (the prefix strategy's bounded loads), so that concurrent
-        # requests for one new context meet on one node while a busy node is passed over
-        key = str(hashes[top] if top < len(hashes) else (hashes[-1] if hashes else "")).encode()
-        order = sorted(
-            tied,
-            key=lambda n: hashlib.blake2b(key + b"|" + n.url.encode(), digest_size=8).digest(),
-            reverse=True,
+        url, reason = choose(
+            self.index,
+            self.request_hashes(body),
+            [n.url for n in nodes],
+            load,
+            self.settings.match_threshold,
+            router.config.prefix_load_factor,
         )
-        cap = math.ceil(router.config.prefix_load_factor * (sum(load.values()) + 1) / len(nodes))
-        best = next((n for n in order if load[n.url] < cap), min(order, key=lambda n: load[n.url]))
-        self.picks["prefix" if lengths[best.url] else "load"] += 1
-        return best
+        self.picks[reason] += 1
+        return next(n for n in nodes if n.url == url)
 
     def decode(self, body: dict[str, Any]) -> Node:
         return self.router.round_robin("decode")

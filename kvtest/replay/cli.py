@@ -106,6 +106,12 @@ def main(argv: list[str]) -> int:
         if args.cluster:
             from kvtest.replay.cluster_file import config_from_cluster
 
+            given = [f for f in ("--nodes", "--block-size") if any(x.split("=")[0] == f for x in argv)]
+            if given:
+                raise ValueError(
+                    f"{' and '.join(given)} cannot be combined with --cluster: the cluster file sets them"
+                )
+
             base = config_from_cluster(args.cluster, base)
         for s in args.strategy or ():
             ReplayRouter(1, s)  # an unknown name fails here, before any replay runs

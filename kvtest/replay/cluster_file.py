@@ -18,7 +18,16 @@ def config_from_cluster(path: str | Path, base: ReplayConfig) -> ReplayConfig:
     prefill = [n for n in spec.nodes if n.role in ("prefill", "both")]
     if not prefill:
         raise ValueError(f"{path}: no prefill (or both) node to replay on")
-    sim, _ = parse_serve_args([prefill[0].model, *prefill[0].args])
+    first = prefill[0]
+    for n in prefill[1:]:
+        if (n.model, list(n.args)) != (first.model, list(first.args)):
+            # the replay gives every node one engine configuration; taking the first node's would
+            # silently misstate the others' pools and latencies
+            raise ValueError(
+                f"{path}: prefill nodes {first.name} and {n.name} have different models or vllm serve "
+                "arguments; the replay needs identical prefill nodes"
+            )
+    sim, _ = parse_serve_args([first.model, *first.args])
     cfg = replace(
         base,
         nodes=len(prefill),

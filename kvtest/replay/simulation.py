@@ -9,7 +9,8 @@ decode modes, so results never depend on heap ties.
 
 Decode in aggregate: between two block boundaries a decode step changes nothing another request can see
 (its slot fits in the block it has; no allocation, so no preemption). So a request's next event is the
-step whose slot needs a new block, or its last step, and `decode_steps(n)` does the n steps in between at
+step whose slot needs a new block, or its last step (with kv_aware, whose index counts cached blocks, also
+the step that completes a block), and `decode_steps(n)` does the n steps in between at
 once. Only a preemption can look inside that stretch: a victim is first brought up to the steps it had
 done by then (as the token-by-token run would have), so the blocks it frees are cached exactly as they
 would be. `aggregate_decode=False` runs one event per token: tests/replay shows both give equal counters.
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
 from kvtest.replay.block_hashes import PromptHasher
+from kvtest.replay.kv_index_feed import IndexFeed
 from kvtest.replay.output_plan import plan_from_bytes
 from kvtest.replay.routing import ReplayRouter
 from kvtest.replay.shared_store import SharedStore, SharedStoreConnector
@@ -148,7 +150,10 @@ class Simulation:
             self.engines.append(e)
             self.connectors.append(conn)
         self.hasher = PromptHasher(BlockHasher(cfg.block_size, cfg.hash_algo, sim.sim_env))
-        self.router = ReplayRouter(cfg.nodes, cfg.strategy, cfg.seed, cfg.prefix_tokens)
+        self.router = ReplayRouter(cfg.nodes, cfg.strategy, cfg.seed, cfg.prefix_tokens, cfg.block_size)
+        if self.router.kv_index is not None:
+            for i, e in enumerate(self.engines):
+                e.kv.pool.events = IndexFeed(self.router.kv_index, self.router.urls[i])
         self.results = [NodeResult(node=i) for i in range(cfg.nodes)]
         self.flights: dict[str, Flight] = {}
         self.heap: list[tuple[int, int, int, int, int, Flight | TraceRequest]] = []
@@ -209,9 +214,9 @@ class Simulation:
             self.rejected += 1
             self.done += 1
             return
-        i = self.router.pick(prompt)
+        hashes = self.hasher.hashes(prompt, tr.hash_ids)  # the same on every node: one seed, one algo
+        i = self.router.pick(prompt, hashes)
         e = self.engines[i]
-        hashes = self.hasher.hashes(prompt, tr.hash_ids)
         max_tokens = min(tr.output_length, room)  # check_length clamps max_tokens to the room left
         plan = None if raw is None else plan_from_bytes(e.tokenizer, self.sim.seed, raw, max_tokens)
         req = e.new_request(
@@ -282,6 +287,12 @@ class Simulation:
             left = req.max_tokens - len(req.output_token_ids)
             have = len(e.kv.req_blocks[req.request_id]) * e.block_size
             n = min(left, have - req.num_tokens + 1)
+            if self.router.kv_index is not None:
+                # kv_aware reads how many blocks each node caches (an emptiest-node pick): the stretch
+                # also ends at the step whose slot completes a block, where token by token caches it
+                j = (e.kv.num_cached[req.request_id] + 1) * e.block_size - req.num_computed_tokens - 1
+                if 1 <= j < n:
+                    n = j
         f.pending = STEP
         f.base_ns = self.now_ns
         f.steps = n

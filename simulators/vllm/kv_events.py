@@ -124,6 +124,10 @@ def decode_batch(payload: bytes) -> KVEventBatch:
 class KVEventRecorder:
     """Collects the events the block pool produces, in order, until the engine takes them."""
 
+    # BlockStored carries the blocks' token ids; a consumer that needs only hashes (kvtest replay's
+    # router index) says False and spares the pool a copy of every prompt
+    wants_token_ids = True
+
     def __init__(self, int_hashes: bool = True) -> None:
         self.int_hashes = int_hashes
         self.queue: list[KVCacheEvent] = []

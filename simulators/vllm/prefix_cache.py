@@ -392,7 +392,9 @@ class KVCacheManager:
         full = min(num_tokens // self.block_size, len(request.block_hashes))
         start = self.num_cached[rid]
         if full > start:
-            reporting = self.pool.events is not None  # token ids and salt only go into events
+            # token ids and salt only go into events, and only to a recorder that publishes them
+            events = self.pool.events
+            reporting = events is not None and events.wants_token_ids
             self.pool.cache_full_blocks(
                 self.req_blocks[rid],
                 request.block_hashes,

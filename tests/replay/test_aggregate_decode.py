@@ -26,8 +26,9 @@ def _everything(r):  # type: ignore[no-untyped-def]
         ReplayConfig(nodes=2, cache_tokens=20_000, itl_ms=30.0, strategy="round_robin"),
         ReplayConfig(nodes=2, cache_tokens=20_000, block_size=32, strategy="prefix", store_tokens=200_000),
         ReplayConfig(nodes=2, cache_tokens=40_000, strategy="least_loaded", max_num_seqs=4, itl_ms=0.0),
+        ReplayConfig(nodes=3, cache_tokens=20_000, strategy="kv_aware"),
     ],
-    ids=["rr", "prefix+store", "least-loaded-itl0"],
+    ids=["rr", "prefix+store", "least-loaded-itl0", "kv-aware"],
 )
 def test_aggregate_equals_token_by_token(cfg: ReplayConfig) -> None:
     trace = load_trace(TRACE, limit=120)

@@ -44,3 +44,40 @@ def test_a_missing_trace_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_an_unknown_strategy_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", str(TRACE), "--strategy", "bogus", "--out", str(tmp_path / "o")]) == 2
     assert "unknown strategy 'bogus'" in capsys.readouterr().err
+
+
+CLUSTER = Path(__file__).parents[2] / "fixtures" / "clusters" / "sim.yaml"
+
+
+def test_a_cluster_file_sets_the_nodes_so_nodes_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["replay", str(TRACE), "--cluster", str(CLUSTER), "--nodes", "8", "--out", str(tmp_path)]) == 2
+    )
+    assert "--nodes cannot be combined with --cluster" in capsys.readouterr().err
+
+
+def test_prefill_nodes_that_differ_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The replay runs one engine configuration; a second prefill node with another pool is an error,
+    not a silent copy of the first node's."""
+    text = CLUSTER.read_text().replace(
+        "  - {name: p1, role: prefill}", "  - {name: p1, role: prefill, args: [--block-size, '16']}"
+    )
+    assert "p1, role: prefill, args" in text
+    cluster = tmp_path / "mixed.yaml"
+    cluster.write_text(
+        text.replace("fixtures/models/tiny-llama", str(CLUSTER.parents[1] / "models" / "tiny-llama"))
+    )
+    assert (
+        main(["replay", str(TRACE), "--cluster", str(cluster), "--limit", "5", "--out", str(tmp_path)]) == 2
+    )
+    assert "prefill nodes p0 and p1 have different models or vllm serve arguments" in capsys.readouterr().err
+
+
+def test_kv_aware_is_a_replay_strategy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["replay", str(TRACE), "--limit", "30", "--nodes", "3", "--strategy", "kv_aware",
+               "--strategy", "round_robin", "--out", str(tmp_path), "--quiet"])  # fmt: skip
+    assert rc == 0
+    runs = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["strategy"] for r in runs] == ["kv_aware", "round_robin"]
