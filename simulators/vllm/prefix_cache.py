@@ -26,7 +26,7 @@ Sources imitated (read, not copied):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -133,6 +133,11 @@ class BlockPool:
         if entry is None or isinstance(entry, KVCacheBlock):
             return entry
         return next(iter(entry.values()))  # the first block cached under this hash
+
+    def cached_items(self) -> Iterator[tuple[bytes, list[KVCacheBlock]]]:
+        """Every cached hash with the blocks that carry it, in lookup order."""
+        for h, entry in self.cached.items():
+            yield h, [entry] if isinstance(entry, KVCacheBlock) else list(entry.values())
 
     def _uncache(self, h: bytes, block: KVCacheBlock) -> bool:
         """Drop `block` from hash h's entry; False when it was not cached there (BlockHashToBlockMap.pop)."""
@@ -259,8 +264,8 @@ class BlockPool:
         """vLLM's reset_prefix_cache: only when no block is in use."""
         if len(self.free_queue) != self.num_gpu_blocks - 1:
             return False
-        for entry in self.cached.values():
-            for b in [entry] if isinstance(entry, KVCacheBlock) else entry.values():
+        for _, blocks in self.cached_items():
+            for b in blocks:
                 b.block_hash = None
         self.cached.clear()
         if self.events is not None:

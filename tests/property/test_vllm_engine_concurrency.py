@@ -65,9 +65,10 @@ def test_engine_keeps_the_pool_consistent(
     assert engine.num_running == 0 and engine.num_waiting == 0
     assert len(pool.free_queue) == num_blocks - 1 and kv.usage == 0.0
     assert all(b.ref_cnt == 0 for b in pool.blocks[1:]) and not kv.req_blocks
-    for h, blocks in pool.cached.items():
-        assert blocks and all(b.block_hash == h for b in blocks.values())
-    assert sum(len(v) for v in pool.cached.values()) == sum(b.block_hash is not None for b in pool.blocks)
+    cached = list(pool.cached_items())
+    for h, blocks in cached:
+        assert blocks and all(b.block_hash == h for b in blocks)
+    assert sum(len(v) for _, v in cached) == sum(b.block_hash is not None for b in pool.blocks)
     m = engine.metrics
     done = sum(1 for r in reqs if r[1] < capacity)
     assert m.request_success["length"] + m.request_success["abort"] == done

@@ -53,9 +53,7 @@ def test_the_index_holds_exactly_what_each_pool_caches(block_size: int) -> None:
     assert index is not None
     for i, e in enumerate(sim.engines):
         url = sim.router.urls[i]
-        pool: dict[bytes, int] = {}
-        for h, entry in e.kv.pool.cached.items():
-            pool[h] = 1 if not isinstance(entry, dict) else len(entry)
+        pool = {h: len(blocks) for h, blocks in e.kv.pool.cached_items()}
         held = {h: per[url] for h, per in index.copies.items() if url in per}
         assert held == pool
         assert index.blocks[url] == sum(pool.values())
