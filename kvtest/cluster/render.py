@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kvtest.cluster.connectors import NodeSetup, connector
+from kvtest.cluster.kv_events_wiring import kv_events_wiring
 from kvtest.cluster.launchers import launcher_class
 from kvtest.cluster.schema import ClusterSpec, Host, Node
 from kvtest.ports import free_port
@@ -251,9 +252,14 @@ def render(spec: ClusterSpec, run_dir: Path, base_env: dict[str, str] | None = N
     )
     nodes: list[NodeEndpoint] = []
     lookup_ports: dict[str, int] = {}
+    kv_events = kv_events_wiring(spec)  # proxy strategy kv_aware: prefill nodes publish, the proxy listens
     for node, wave in zip(spec.nodes, _waves(spec), strict=True):
         launch = _render_node(spec, node, run_dir, metadata_server, master_address, lookup_ports, base_env)
         launch.wave = wave
+        if kv_events is not None and node.role in ("prefill", "both"):
+            extra, ports = kv_events.add_node(node, launch.host.address, free_port)
+            launch.argv += extra
+            launch.ports += ports
         launches.append(launch)
         assert launch.url
         nodes.append(
@@ -311,6 +317,7 @@ def render(spec: ClusterSpec, run_dir: Path, base_env: dict[str, str] | None = N
                     "--flow",
                     p.flow,
                     *bootstrap_args,
+                    *(kv_events.proxy_args() if kv_events is not None else []),
                     *p.args,
                 ],
                 env={},
