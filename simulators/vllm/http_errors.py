@@ -31,7 +31,13 @@ from typing import Any
 
 from aiohttp import web
 
-from simulators.vllm.protocol import ApiError, error_body, unsupported_media_type, validation_error
+from simulators.vllm.protocol import (
+    ApiError,
+    DetailError,
+    error_body,
+    unsupported_media_type,
+    validation_error,
+)
 
 log = logging.getLogger("simulators.vllm.server")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -120,7 +126,9 @@ async def read_json_body(request: web.Request, timeout_s: float) -> dict[str, An
                 ("json_invalid", f"body.{e.pos}", "JSON decode error", {}, {"error": e.msg})
             ) from None
         except ValueError:  # not UTF-8/16/32, or an integer too long to convert: FastAPI's catch-all
-            raise ApiError(400, "There was an error parsing the body", None, "Bad Request") from None
+            # an HTTPException that vLLM 0.32's handlers leave to FastAPI: 400 {"detail": ...}
+            # (measured: tests/real/test_errors_vs_real.py)
+            raise DetailError(400, "There was an error parsing the body") from None
     media = (content_type or "").lower().split(";", 1)[0]
     if media != "application/json":
         raise unsupported_media_type()

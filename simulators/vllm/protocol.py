@@ -31,6 +31,13 @@ class ApiError(Exception):
         return error_body(self.status, self.message, self.param, self.err_type)
 
 
+class DetailError(ApiError):
+    """An error FastAPI answers itself, before vLLM's handlers see it: `{"detail": message}`."""
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.message}
+
+
 def error_body(
     status: int, message: str, param: str | None = None, err_type: str | None = None
 ) -> dict[str, Any]:

