@@ -150,7 +150,7 @@ async def run_sequence(url: str) -> None:
         # aborted mid-decode: 3 blocks + 1 token, at most 20 more tokens (no block can fill either way)
         await stream_chunks(c, url, None, 3, prompt=ids(50, 3 * BS + 1), max_tokens=20)
         # preemption: A (41 blocks, the last holding 17 tokens) decodes; B (54 blocks, the last holding
-        # 1 token) takes every other block of the 95. A needs a new block at its 17th decode step and
+        # 1 token) takes every other block of the 95. A needs a new block about 16 decode steps in and
         # the scheduler preempts B (the last scheduled). B started after A's first token, so it has
         # fewer than 16 tokens then and its last block (31 to fill) is never full: that block, uncached,
         # goes to the free queue's head and A takes it without evicting anything, however far B got.
