@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import socket
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 _lock = threading.Lock()
@@ -28,6 +32,56 @@ _SERVER_PORTS = range(20000, min(_ephemeral_range()[0], 32768))
 _pick = random.SystemRandom()  # not a test input: only which free port, so no seed
 
 
+# Other processes pick from the same range: xdist workers, a second suite on the same machine (a
+# developer's make test beside make test-real, two jobs on one self-hosted runner). A port is free when
+# picked but its server may bind it a minute later (a real vLLM loads its model first); meanwhile
+# another process could pick it too and, binding first, answer that server's readiness probe (seen:
+# a KV pool test read another suite's fake node's metrics). So a pick is also leased across processes:
+# a file per port under LEASE_DIR naming the picking pid; a live pid's lease younger than LEASE_S
+# keeps the port from every other kvtest process. Leases are never removed, only outlived.
+LEASE_DIR = Path(tempfile.gettempdir()) / "kvtest-port-leases"
+LEASE_S = 900.0  # longer than any start a test waits for
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lease(port: int) -> bool:
+    """Claim `port` for this process; False when another live process leased it within LEASE_S."""
+    try:
+        LEASE_DIR.mkdir(mode=0o777, exist_ok=True)
+    except OSError:
+        return True  # nowhere to keep leases: this process's own bookkeeping still holds
+    path = LEASE_DIR / str(port)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = int(path.read_text() or "0")
+                age = time.time() - path.stat().st_mtime
+            except (OSError, ValueError):
+                holder, age = 0, LEASE_S
+            if holder != os.getpid() and age < LEASE_S and holder > 0 and _alive(holder):
+                return False
+            with contextlib.suppress(OSError):
+                path.unlink()  # outlived (or this process's own): take it over
+            continue
+        except OSError:
+            return True
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
 def _bindable(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -40,14 +94,15 @@ def _bindable(host: str, port: int) -> bool:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on now, outside the ephemeral range, not handed out before by this
-    process (so two services of one test never get the same port before either has bound it)."""
+    process (so two services of one test never get the same port before either has bound it) nor,
+    within LEASE_S, by another live kvtest process."""
     if len(_SERVER_PORTS) >= 1000:
         for _ in range(200):
             port = _pick.choice(_SERVER_PORTS)
             with _lock:
                 if port in _handed_out:
                     continue
-            if _bindable(host, port) and _bindable("0.0.0.0", port):
+            if _bindable(host, port) and _bindable("0.0.0.0", port) and _lease(port):
                 with _lock:
                     _handed_out.add(port)
                 return port
@@ -57,9 +112,12 @@ def free_port(host: str = "127.0.0.1") -> int:
             sock.bind((host, 0))
             port = int(sock.getsockname()[1])
         with _lock:
-            if port not in _handed_out:
+            if port in _handed_out:
+                continue
+        if _lease(port):
+            with _lock:
                 _handed_out.add(port)
-                return port
+            return port
     raise RuntimeError(f"no free port found on {host}")
 
 
