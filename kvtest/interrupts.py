@@ -15,6 +15,13 @@ Ctrl-C and the processes it had started outlived it (parent pid 1). Here a signa
 the waits that make up a start (readiness polls, sleeps between probes) wake on it and raise
 `Interrupted` from a known place, so teardown always runs with no half-held lock behind it.
 
+The handler itself takes no lock: it only records the signal. Python runs handlers in the main thread
+between bytecodes, so a handler that set a threading.Event could land while that same thread held the
+Event's internal lock (entering or leaving its own wait) and block on it for ever; that hung
+`kvtest cluster up --foreground` once in a 20-run soak (SIGTERM right as it began to wait). The waits
+instead select() on a pipe that the interpreter writes to when a signal arrives
+(signal.set_wakeup_fd), so they wake at once without the handler touching anything shared.
+
 `Interrupted` is a KeyboardInterrupt, so pytest and the CLI still treat it as Ctrl-C. Outside the
 main thread (where Python cannot install handlers) nothing is deferred: the waits just never wake.
 """
@@ -22,6 +29,8 @@ main thread (where Python cannot install handlers) nothing is deferred: the wait
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import signal
 import threading
 import time
@@ -45,15 +54,30 @@ class Interrupted(KeyboardInterrupt):
 
 class _StopRequest:
     def __init__(self) -> None:
-        self.event = threading.Event()
         self.signum: int | None = None
         self.depth = 0
+        self.wakeup: tuple[int, int] | None = None  # (read, write) ends of the wakeup pipe
 
     def handle(self, signum: int, frame: object) -> None:
-        # Only record: the code that is running decides when to stop (see the module docstring).
+        # Only record, and take no lock (see the module docstring): the code that is running decides
+        # when to stop; the interpreter has already written to the wakeup pipe.
         if self.signum is None:
             self.signum = signum
-        self.event.set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to `seconds`, returning early once a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while self.signum is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.wakeup is None:  # not deferring (another thread, or outside the context)
+                time.sleep(left)
+                return
+            ready, _, _ = select.select([self.wakeup[0]], [], [], left)
+            if ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wakeup[0], 512)  # one byte per signal; drained, not interpreted
 
 
 _REQUEST = _StopRequest()
@@ -72,8 +96,8 @@ def check() -> None:
 
 def sleep(seconds: float) -> None:
     """time.sleep that returns early, raising Interrupted, when a stop is requested."""
-    if _REQUEST.event.wait(max(0.0, seconds)):
-        check()
+    _REQUEST.wait(max(0.0, seconds))
+    check()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
@@ -101,9 +125,14 @@ def deferred_interrupts() -> Iterator[None]:
         return
     outermost = _REQUEST.depth == 0
     previous: dict[int, object] = {}
+    previous_fd = -1
     if outermost:
-        _REQUEST.event.clear()
         _REQUEST.signum = None
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)  # set_wakeup_fd requires it: a full pipe must not block a handler
+        _REQUEST.wakeup = (r, w)
+        previous_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         for sig in STOP_SIGNALS:
             # a signal the parent told us to ignore stays ignored: a shell starts background jobs
             # with SIGINT ignored so that Ctrl-C reaches only the foreground (Python keeps that too)
@@ -117,8 +146,12 @@ def deferred_interrupts() -> Iterator[None]:
         if outermost:
             for signum_, handler in previous.items():
                 signal.signal(signum_, handler)  # type: ignore[arg-type]
+            signal.set_wakeup_fd(previous_fd)
+            if _REQUEST.wakeup is not None:
+                for fd in _REQUEST.wakeup:
+                    os.close(fd)
+                _REQUEST.wakeup = None
             signum, _REQUEST.signum = _REQUEST.signum, None
-            _REQUEST.event.clear()
             if signum is not None:
                 # the with-block finished (or is raising something else): surface the request
                 raise Interrupted(signum)

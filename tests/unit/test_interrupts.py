@@ -4,7 +4,10 @@ Interrupted, the status is the shell's 128+N, and the previous handlers come bac
 from __future__ import annotations
 
 import os
+import random
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -62,3 +65,39 @@ def test_a_signal_the_parent_ignored_stays_ignored() -> None:
         interrupts.check()  # nothing was requested
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     assert interrupts.requested() is None
+
+
+BUSY_WAITER = """
+import sys
+from kvtest import interrupts
+try:
+    with interrupts.deferred_interrupts():
+        print("waiting", flush=True)
+        while True:
+            interrupts.sleep(0)  # in and out of the wait as fast as it can
+except interrupts.Interrupted as exc:
+    sys.exit(exc.exit_code)
+"""
+
+
+def test_a_signal_never_deadlocks_the_wait_it_lands_in() -> None:
+    """The handler runs in the thread that is waiting. When it set a threading.Event it could land
+    while that thread held the Event's own lock and block on it for ever (a soak run: `cluster up
+    --foreground` ignored SIGTERM). A waiter that enters and leaves its wait as fast as it can, signalled
+    20 times at seeded offsets, exits with 143 every time."""
+    rng = random.Random(9)
+    for _ in range(20):
+        child = subprocess.Popen(
+            [sys.executable, "-c", BUSY_WAITER],
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "waiting\n"
+            time.sleep(rng.uniform(0, 0.05))  # a drawn moment inside the busy loop, not a readiness wait
+            child.send_signal(signal.SIGTERM)
+            assert child.wait(timeout=30) == 143
+        finally:
+            child.kill()
+            child.wait()
