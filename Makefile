@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Tests that run on any machine: simulators, mock store, real etcd + mooncake_master (installed below).
 PYTEST_ARGS ?=
 
-.PHONY: install install-system install-docker install-real test test-real test-gpu demo lint bench soak clean
+.PHONY: install install-system install-docker install-real test test-fast test-real test-gpu demo lint bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,12 @@ install-real: install
 
 test: install install-docker
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS) tests
+
+# The inner loop, not the gate: the default suite without tests/cluster (launching clusters: interrupts,
+# Docker, netns and ssh hosts) and without tests marked real or slow (real etcd + mooncake_master). The
+# routing, dedup and prefix-hit logic against the fake vLLM and the mock master all stay in.
+test-fast: install
+	$(BIN)/python -m pytest -n auto -m "not real and not slow" $(PYTEST_ARGS) --ignore=tests/cluster tests
 
 test-real: install-real install-docker
 	bash ci/test-real.sh
