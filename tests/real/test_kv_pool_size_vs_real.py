@@ -19,12 +19,9 @@ from kvtest.gating import skip_unless
 from kvtest.ports import free_port
 from kvtest.process import ManagedProcess
 
-ROOT = Path(__file__).resolve().parents[2]
-REAL_VLLM = ROOT / ".venv-real" / "bin" / "vllm"
-MODEL = str(ROOT / "fixtures" / "models" / "tiny-llama")
+from .vllm_cpu import ENV, MODEL, REAL_VLLM, ROOT, START_S
+
 BASE = ["--load-format", "dummy", "--enforce-eager", "--block-size", "32", "--dtype", "bfloat16"]
-ENV = {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "VLLM_HOST_IP": "127.0.0.1", "PYTHONHASHSEED": "0"}
-START_S = 600  # bounds a hang only
 
 # --kv-cache-memory-bytes -> blocks of 2 layers x 2 (K, V) x 2 kv heads x 64 x 2 bytes x 32 tokens
 SIZES = ["64M", "8M", "3000000"]
