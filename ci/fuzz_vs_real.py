@@ -31,6 +31,7 @@ from fuzz.wire import FuzzRequest, Outcome, send  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from real.vllm_cpu import MODEL, REAL_VLLM, serving  # noqa: E402
 
+from kvtest.interrupts import sigterm_like_ctrl_c  # noqa: E402
 from simulators.vllm import FakeVLLMServer, SimConfig  # noqa: E402
 
 ARGS = ["--served-model-name", "tiny", "--max-model-len", "48", "--load-format", "dummy", "--enforce-eager",
@@ -60,6 +61,7 @@ def main() -> int:
     p.add_argument("-n", type=int, default=300, help="requests drawn (those not sent whole are skipped)")
     p.add_argument("--out", default="runs/fuzz-vs-real.jsonl")
     a = p.parse_args()
+    sigterm_like_ctrl_c()  # a kill (or `timeout`) still stops the vllm-cpu this starts, as Ctrl-C does
     if not REAL_VLLM.exists():
         print(f"fuzz-vs-real: {REAL_VLLM} missing: make install-real", file=sys.stderr)
         return 2
@@ -117,4 +119,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, after the vllm-cpu and the fake were stopped
+        print("fuzz-vs-real: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -94,6 +94,21 @@ def check() -> None:
         raise Interrupted(_REQUEST.signum)
 
 
+def _raise_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def sigterm_like_ctrl_c() -> None:
+    """Make SIGTERM (a CI runner's cancel, `timeout`, `kill`) end this program like Ctrl-C: a
+    KeyboardInterrupt, so finally blocks and context managers still stop what it started. By default
+    SIGTERM ends Python with no unwinding at all, leaving vLLM nodes and masters running. A handler
+    someone else set is kept; off the main thread (where Python cannot install one) nothing changes."""
+    if threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
+    ):
+        signal.signal(signal.SIGTERM, _raise_ctrl_c)
+
+
 def sleep(seconds: float) -> None:
     """time.sleep that returns early, raising Interrupted, when a stop is requested."""
     _REQUEST.wait(max(0.0, seconds))

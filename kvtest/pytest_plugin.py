@@ -20,13 +20,13 @@ not installed, no root for netns) and fail instead where KVTEST_REQUIRE names th
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from kvtest import interrupts
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,21 +61,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "netns: needs privileges to create network namespaces",
     ):
         config.addinivalue_line("markers", line)
-    _teardown_on_sigterm()
-
-
-def _sigterm_as_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _teardown_on_sigterm() -> None:
-    """SIGTERM (a CI runner's cancel, `timeout`) ends pytest like Ctrl-C, so the fixtures' finalizers
-    still stop every cluster they started; by default SIGTERM kills pytest with no teardown at all,
-    leaving vLLM nodes and masters running."""
-    if threading.current_thread() is threading.main_thread() and (
-        signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
-    ):
-        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # SIGTERM (a CI runner's cancel, `timeout`) ends pytest like Ctrl-C, so the fixtures' finalizers
+    # still stop every cluster they started
+    interrupts.sigterm_like_ctrl_c()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
